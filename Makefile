@@ -20,7 +20,9 @@ help:
 	@echo "make train    simulate a history, emit its features through replay, train LightGBM, write $(MODEL_OUT)"
 
 node_modules/.installed: package.json package-lock.json .npmrc
-	npm ci --no-audit --no-fund --loglevel=error
+	@# npm install honours package-lock.json; npm ci would refuse it because the registry here lacks
+	@# some of rollup's optional platform packages (npm records only the ones it could fetch).
+	npm install --no-audit --no-fund --loglevel=error
 	@touch $@
 
 install: node_modules/.installed

@@ -16,5 +16,5 @@ export default tseslint.config(
     files: ['cli/**', 'scripts/**', 'bench/**', 'bin/**'],
     rules: { 'no-console': 'off' },
   },
-  { files: ['bin/**'], languageOptions: { globals: { process: 'readonly' } } },
+  { files: ['**/*.js', '**/*.mjs'], languageOptions: { globals: { process: 'readonly', URL: 'readonly' } } },
 );

@@ -11,7 +11,15 @@ import { runReplay } from '../replay/index.js';
 import { createSchemas } from '../schemas/index.js';
 import { kafkaLogCreator, startScoringService } from '../scorer/index.js';
 import { DAY, produceLive, writeSimulationFiles } from '../simulator/index.js';
-import { parseOptions, replayOptions, scoreOptions, simulateOptions, usage, type OptionDef, type OptionValues } from './options.js';
+import {
+  parseOptions,
+  replayOptions,
+  scoreOptions,
+  simulateOptions,
+  usage,
+  type OptionDef,
+  type OptionValues,
+} from './options.js';
 
 interface Command {
   summary: string;
@@ -21,7 +29,11 @@ interface Command {
 
 const str = (o: OptionValues, k: string) => o[k] as string;
 const num = (o: OptionValues, k: string) => o[k] as number;
-const brokers = (o: OptionValues) => str(o, 'brokers').split(',').map((b) => b.trim()).filter(Boolean);
+const brokers = (o: OptionValues) =>
+  str(o, 'brokers')
+    .split(',')
+    .map((b) => b.trim())
+    .filter(Boolean);
 
 function untilSignal(): Promise<string> {
   return new Promise((res) => {
@@ -32,7 +44,8 @@ function untilSignal(): Promise<string> {
 
 const commands: Record<string, Command> = {
   score: {
-    summary: 'Run the scoring service: Kafka consumer (payments, withdrawals -> decisions) and the HTTP server.',
+    summary:
+      'Run the scoring service: Kafka consumer (payments, withdrawals -> decisions) and the HTTP server.',
     options: scoreOptions,
     async run(o, log) {
       const service = await startScoringService(
@@ -66,17 +79,31 @@ const commands: Record<string, Command> = {
   },
 
   simulate: {
-    summary: 'Generate a seeded, labelled history: Avro container files (--out), or a live stream to Kafka (--live).',
+    summary:
+      'Generate a seeded, labelled history: Avro container files (--out), or a live stream to Kafka (--live).',
     options: simulateOptions,
     async run(o, log) {
       const schemas = createSchemas();
       const live = o['live'] as boolean;
       const days = num(o, 'days');
-      const start = live ? Math.floor(Date.now() / DAY) * DAY - days * DAY : Date.parse(`${str(o, 'start')}T00:00:00Z`);
+      const start = live
+        ? Math.floor(Date.now() / DAY) * DAY - days * DAY
+        : Date.parse(`${str(o, 'start')}T00:00:00Z`);
       if (!Number.isFinite(start)) throw new Error(`--start ${str(o, 'start')} is not a date (YYYY-MM-DD)`);
-      const sim = { seed: num(o, 'seed'), accounts: num(o, 'accounts'), days, start, fraudRate: num(o, 'fraud-rate') };
+      const sim = {
+        seed: num(o, 'seed'),
+        accounts: num(o, 'accounts'),
+        days,
+        start,
+        fraudRate: num(o, 'fraud-rate'),
+      };
       if (live) {
-        const kafka = new Kafka({ clientId: 'fraudstream-simulate', brokers: brokers(o), logLevel: logLevel.INFO, logCreator: kafkaLogCreator(log) });
+        const kafka = new Kafka({
+          clientId: 'fraudstream-simulate',
+          brokers: brokers(o),
+          logLevel: logLevel.INFO,
+          logCreator: kafkaLogCreator(log),
+        });
         const ac = new AbortController();
         void untilSignal().then(() => ac.abort());
         const { sent } = await produceLive({
@@ -101,7 +128,8 @@ const commands: Record<string, Command> = {
   },
 
   replay: {
-    summary: 'Backtest: replay container files through the production features, model and policy on an isolated Redis namespace.',
+    summary:
+      'Backtest: replay container files through the production features, model and policy on an isolated Redis namespace.',
     options: replayOptions,
     async run(o, log) {
       const schemas = createSchemas();
@@ -112,9 +140,16 @@ const commands: Record<string, Command> = {
         const names = createFeatureEngine({ redis, prefix: 'probe:' });
         const model = featuresOnly
           ? undefined
-          : await createModelRunner({ manifestPath: resolve(str(o, 'model')), featureNames: names.names, featureSpec: names.specHash });
+          : await createModelRunner({
+              manifestPath: resolve(str(o, 'model')),
+              featureNames: names.names,
+              featureSpec: names.specHash,
+            });
         const policy = model
-          ? createPolicy({ version: str(o, 'policy-version'), thresholds: { default: (o['threshold'] as number | undefined) ?? model.manifest.threshold } })
+          ? createPolicy({
+              version: str(o, 'policy-version'),
+              thresholds: { default: (o['threshold'] as number | undefined) ?? model.manifest.threshold },
+            })
           : undefined;
         const tty = process.stderr.isTTY;
         let last = 0;
@@ -174,7 +209,9 @@ export async function main(argv: string[]): Promise<number> {
   try {
     o = parseOptions(cmd.options, rest, process.env);
   } catch (e) {
-    console.error(`fraudstream ${name}: ${(e as Error).message}\nRun \`fraudstream ${name} --help\` for the flags.`);
+    console.error(
+      `fraudstream ${name}: ${(e as Error).message}\nRun \`fraudstream ${name} --help\` for the flags.`,
+    );
     return 2;
   }
   const log = createLogger({ level: str(o, 'log-level'), name: `fraudstream-${name}` });

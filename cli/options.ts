@@ -17,38 +17,139 @@ export interface OptionDef {
 export type OptionValues = Record<string, string | number | boolean | undefined>;
 
 export const common: OptionDef[] = [
-  { flag: 'log-level', env: 'FRAUDSTREAM_LOG_LEVEL', type: 'string', default: 'info', help: 'pino log level: trace, debug, info, warn, error, silent' },
+  {
+    flag: 'log-level',
+    env: 'FRAUDSTREAM_LOG_LEVEL',
+    type: 'string',
+    default: 'info',
+    help: 'pino log level: trace, debug, info, warn, error, silent',
+  },
 ];
 
 export const kafkaOptions: OptionDef[] = [
-  { flag: 'brokers', env: 'FRAUDSTREAM_KAFKA_BROKERS', type: 'string', default: '127.0.0.1:19092', help: 'Kafka bootstrap servers, comma-separated' },
-  { flag: 'topic-payments', env: 'FRAUDSTREAM_TOPIC_PAYMENTS', type: 'string', default: 'payments', help: 'input topic of PaymentEvent records' },
-  { flag: 'topic-withdrawals', env: 'FRAUDSTREAM_TOPIC_WITHDRAWALS', type: 'string', default: 'withdrawals', help: 'input topic of WithdrawalEvent records' },
+  {
+    flag: 'brokers',
+    env: 'FRAUDSTREAM_KAFKA_BROKERS',
+    type: 'string',
+    default: '127.0.0.1:19092',
+    help: 'Kafka bootstrap servers, comma-separated',
+  },
+  {
+    flag: 'topic-payments',
+    env: 'FRAUDSTREAM_TOPIC_PAYMENTS',
+    type: 'string',
+    default: 'payments',
+    help: 'input topic of PaymentEvent records',
+  },
+  {
+    flag: 'topic-withdrawals',
+    env: 'FRAUDSTREAM_TOPIC_WITHDRAWALS',
+    type: 'string',
+    default: 'withdrawals',
+    help: 'input topic of WithdrawalEvent records',
+  },
 ];
 
 export const redisOptions: OptionDef[] = [
-  { flag: 'redis-url', env: 'FRAUDSTREAM_REDIS_URL', type: 'string', default: 'redis://127.0.0.1:16379', help: 'Redis of the feature store' },
+  {
+    flag: 'redis-url',
+    env: 'FRAUDSTREAM_REDIS_URL',
+    type: 'string',
+    default: 'redis://127.0.0.1:16379',
+    help: 'Redis of the feature store',
+  },
 ];
 
 export const modelOptions: OptionDef[] = [
-  { flag: 'model', env: 'FRAUDSTREAM_MODEL', type: 'string', default: 'models/default/manifest.json', help: "model manifest (the .onnx named in it sits beside it)" },
-  { flag: 'threshold', env: 'FRAUDSTREAM_THRESHOLD', type: 'number', help: "flag when score >= this; default: the manifest's threshold" },
-  { flag: 'policy-version', env: 'FRAUDSTREAM_POLICY_VERSION', type: 'string', default: 'threshold-v1', help: 'policy_version written into decisions' },
+  {
+    flag: 'model',
+    env: 'FRAUDSTREAM_MODEL',
+    type: 'string',
+    default: 'models/default/manifest.json',
+    help: 'model manifest (the .onnx named in it sits beside it)',
+  },
+  {
+    flag: 'threshold',
+    env: 'FRAUDSTREAM_THRESHOLD',
+    type: 'number',
+    help: "flag when score >= this; default: the manifest's threshold",
+  },
+  {
+    flag: 'policy-version',
+    env: 'FRAUDSTREAM_POLICY_VERSION',
+    type: 'string',
+    default: 'threshold-v1',
+    help: 'policy_version written into decisions',
+  },
 ];
 
 export const scoreOptions: OptionDef[] = [
   ...kafkaOptions,
-  { flag: 'topic-decisions', env: 'FRAUDSTREAM_TOPIC_DECISIONS', type: 'string', default: 'decisions', help: 'output topic of Decision records' },
-  { flag: 'topic-dead-letter', env: 'FRAUDSTREAM_TOPIC_DEAD_LETTER', type: 'string', default: 'dead-letter', help: 'where undecodable or invalid input goes, with the reason in headers' },
-  { flag: 'group-id', env: 'FRAUDSTREAM_GROUP_ID', type: 'string', default: 'fraudstream-scorer', help: 'Kafka consumer group of the scorers' },
-  { flag: 'from-beginning', env: 'FRAUDSTREAM_FROM_BEGINNING', type: 'boolean', default: true, help: 'a new consumer group starts at the earliest offsets (false: the latest)' },
-  { flag: 'max-batch', env: 'FRAUDSTREAM_MAX_BATCH', type: 'int', default: 512, help: 'most records decided and produced together' },
+  {
+    flag: 'topic-decisions',
+    env: 'FRAUDSTREAM_TOPIC_DECISIONS',
+    type: 'string',
+    default: 'decisions',
+    help: 'output topic of Decision records',
+  },
+  {
+    flag: 'topic-dead-letter',
+    env: 'FRAUDSTREAM_TOPIC_DEAD_LETTER',
+    type: 'string',
+    default: 'dead-letter',
+    help: 'where undecodable or invalid input goes, with the reason in headers',
+  },
+  {
+    flag: 'group-id',
+    env: 'FRAUDSTREAM_GROUP_ID',
+    type: 'string',
+    default: 'fraudstream-scorer',
+    help: 'Kafka consumer group of the scorers',
+  },
+  {
+    flag: 'from-beginning',
+    env: 'FRAUDSTREAM_FROM_BEGINNING',
+    type: 'boolean',
+    default: true,
+    help: 'a new consumer group starts at the earliest offsets (false: the latest)',
+  },
+  {
+    flag: 'max-batch',
+    env: 'FRAUDSTREAM_MAX_BATCH',
+    type: 'int',
+    default: 512,
+    help: 'most records decided and produced together',
+  },
   ...redisOptions,
-  { flag: 'feature-prefix', env: 'FRAUDSTREAM_FEATURE_PREFIX', type: 'string', default: 'fs:', help: 'Redis key prefix of the live feature store' },
+  {
+    flag: 'feature-prefix',
+    env: 'FRAUDSTREAM_FEATURE_PREFIX',
+    type: 'string',
+    default: 'fs:',
+    help: 'Redis key prefix of the live feature store',
+  },
   ...modelOptions,
-  { flag: 'include-features', env: 'FRAUDSTREAM_INCLUDE_FEATURES', type: 'boolean', default: true, help: 'write the feature vector into each decision' },
-  { flag: 'http-host', env: 'FRAUDSTREAM_HTTP_HOST', type: 'string', default: '127.0.0.1', help: 'address of the HTTP server (health, readiness, metrics)' },
-  { flag: 'http-port', env: 'FRAUDSTREAM_HTTP_PORT', type: 'int', default: 18080, help: 'port of the HTTP server (0 = any free port)' },
+  {
+    flag: 'include-features',
+    env: 'FRAUDSTREAM_INCLUDE_FEATURES',
+    type: 'boolean',
+    default: true,
+    help: 'write the feature vector into each decision',
+  },
+  {
+    flag: 'http-host',
+    env: 'FRAUDSTREAM_HTTP_HOST',
+    type: 'string',
+    default: '127.0.0.1',
+    help: 'address of the HTTP server (health, readiness, metrics)',
+  },
+  {
+    flag: 'http-port',
+    env: 'FRAUDSTREAM_HTTP_PORT',
+    type: 'int',
+    default: 18080,
+    help: 'port of the HTTP server (0 = any free port)',
+  },
   ...common,
 ];
 
@@ -56,29 +157,77 @@ export const simulateOptions: OptionDef[] = [
   { flag: 'days', type: 'int', default: 30, help: 'days of history to generate' },
   { flag: 'accounts', type: 'int', default: 2000, help: 'number of accounts' },
   { flag: 'seed', type: 'int', default: 1, help: 'random seed: the same seed gives byte-identical files' },
-  { flag: 'start', type: 'string', default: '2026-01-01', help: 'first day of the history (UTC date); --live ignores it and ends the history now' },
-  { flag: 'fraud-rate', type: 'number', default: 0.002, help: 'chance per account per day that a fraud scenario starts' },
-  { flag: 'out', type: 'string', help: 'folder for payments.avro, withdrawals.avro, labels.avro (not with --live)' },
-  { flag: 'live', type: 'boolean', default: false, help: 'produce to Kafka at --rate instead of writing files' },
+  {
+    flag: 'start',
+    type: 'string',
+    default: '2026-01-01',
+    help: 'first day of the history (UTC date); --live ignores it and ends the history now',
+  },
+  {
+    flag: 'fraud-rate',
+    type: 'number',
+    default: 0.002,
+    help: 'chance per account per day that a fraud scenario starts',
+  },
+  {
+    flag: 'out',
+    type: 'string',
+    help: 'folder for payments.avro, withdrawals.avro, labels.avro (not with --live)',
+  },
+  {
+    flag: 'live',
+    type: 'boolean',
+    default: false,
+    help: 'produce to Kafka at --rate instead of writing files',
+  },
   { flag: 'rate', type: 'number', default: 1000, help: '--live: events per second' },
-  { flag: 'duration', type: 'number', default: 0, help: '--live: stop after this many seconds (0: when the history ends)' },
+  {
+    flag: 'duration',
+    type: 'number',
+    default: 0,
+    help: '--live: stop after this many seconds (0: when the history ends)',
+  },
   ...kafkaOptions,
   ...common,
 ];
 
 export const replayOptions: OptionDef[] = [
-  { flag: 'in', type: 'string', required: true, help: 'folder holding payments.avro, withdrawals.avro and labels.avro' },
+  {
+    flag: 'in',
+    type: 'string',
+    required: true,
+    help: 'folder holding payments.avro, withdrawals.avro and labels.avro',
+  },
   { flag: 'out', type: 'string', help: 'folder for decisions.avro and metrics.json (default: --in)' },
-  { flag: 'emit-features', type: 'string', help: 'write every event\'s feature vector and its label to this CSV file' },
-  { flag: 'features-only', type: 'boolean', default: false, help: 'compute and emit features without a model (needs --emit-features)' },
-  { flag: 'namespace', type: 'string', default: 'replay', help: 'isolated Redis key namespace, cleared before the run' },
+  {
+    flag: 'emit-features',
+    type: 'string',
+    help: "write every event's feature vector and its label to this CSV file",
+  },
+  {
+    flag: 'features-only',
+    type: 'boolean',
+    default: false,
+    help: 'compute and emit features without a model (needs --emit-features)',
+  },
+  {
+    flag: 'namespace',
+    type: 'string',
+    default: 'replay',
+    help: 'isolated Redis key namespace, cleared before the run',
+  },
   { flag: 'batch-size', type: 'int', default: 512, help: 'events per feature round trip and model run' },
   ...redisOptions,
   ...modelOptions,
   ...common,
 ];
 
-function convert(def: OptionDef, raw: string | boolean, source: string, problems: string[]): string | number | boolean | undefined {
+function convert(
+  def: OptionDef,
+  raw: string | boolean,
+  source: string,
+  problems: string[],
+): string | number | boolean | undefined {
   if (def.type === 'boolean') {
     if (typeof raw === 'boolean') return raw;
     if (/^(1|true|yes|on)$/i.test(raw)) return true;
@@ -112,7 +261,11 @@ function convert(def: OptionDef, raw: string | boolean, source: string, problems
  * Flags win over environment variables, which win over defaults. Every problem is reported at once
  * (FS_ERR_BAD_CONFIG). Returns values keyed by flag name.
  */
-export function parseOptions(defs: readonly OptionDef[], argv: readonly string[], env: NodeJS.ProcessEnv): OptionValues {
+export function parseOptions(
+  defs: readonly OptionDef[],
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv,
+): OptionValues {
   const byFlag = new Map(defs.map((d) => [d.flag, d]));
   const problems: string[] = [];
   const given = new Map<string, string | boolean>();
@@ -141,7 +294,8 @@ export function parseOptions(defs: readonly OptionDef[], argv: readonly string[]
     }
     if (value === undefined) {
       const next = argv[i + 1];
-      if (def.type === 'boolean') value = next !== undefined && /^(true|false)$/.test(next) ? (i++, next) : true;
+      if (def.type === 'boolean')
+        value = next !== undefined && /^(true|false)$/.test(next) ? (i++, next) : true;
       else if (next === undefined || next.startsWith('--')) value = true;
       else value = (i++, next);
     }
@@ -151,7 +305,8 @@ export function parseOptions(defs: readonly OptionDef[], argv: readonly string[]
   for (const def of defs) {
     let v: string | number | boolean | undefined;
     if (given.has(def.flag)) v = convert(def, given.get(def.flag)!, `--${def.flag}`, problems);
-    else if (def.env && env[def.env] !== undefined && env[def.env] !== '') v = convert(def, env[def.env]!, def.env, problems);
+    else if (def.env && env[def.env] !== undefined && env[def.env] !== '')
+      v = convert(def, env[def.env]!, def.env, problems);
     else v = def.default;
     if (v === undefined && def.required) problems.push(`--${def.flag} is required`);
     out[def.flag] = v;

@@ -59,13 +59,15 @@ const LUA = readFileSync(join(projectRoot(), 'features', 'account.lua'), 'utf8')
 
 export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
   const prefix = opts.prefix ?? 'fs:';
-  if (/[{}]/.test(prefix)) fail('BAD_CONFIG', `feature key prefix ${JSON.stringify(prefix)} must not contain braces`);
+  if (/[{}]/.test(prefix))
+    fail('BAD_CONFIG', `feature key prefix ${JSON.stringify(prefix)} must not contain braces`);
   const lateness = opts.allowedLatenessMs ?? DAY;
   const dedupeTtl = opts.dedupeTtlMs ?? 7 * DAY;
   const retention = DAY + lateness;
   const ttl = retention + HOUR;
   const redis = opts.redis;
-  if (typeof (redis as { fsAccount?: unknown }).fsAccount !== 'function') redis.defineCommand('fsAccount', { numberOfKeys: 2, lua: LUA });
+  if (typeof (redis as { fsAccount?: unknown }).fsAccount !== 'function')
+    redis.defineCommand('fsAccount', { numberOfKeys: 2, lua: LUA });
   const cols = FEATURE_NAMES.length;
 
   return {

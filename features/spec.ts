@@ -14,18 +14,54 @@ export interface FeatureDef {
  * the spec hash; the model runner refuses a model built for another spec.
  */
 export const FEATURES: readonly FeatureDef[] = Object.freeze([
-  { name: 'event_is_withdrawal', entity: 'event', window: 'none', aggregate: 'flag', meaning: '1 for a withdrawal, 0 for a payment' },
-  { name: 'event_amount_log', entity: 'event', window: 'none', aggregate: 'value', meaning: 'ln(1 + amount_minor)' },
-  { name: 'account_count_1h', entity: 'account', window: '1h', aggregate: 'count', meaning: "account's events in [t-1h, t)" },
-  { name: 'account_sum_1h_log', entity: 'account', window: '1h', aggregate: 'sum', meaning: 'ln(1 + sum of amount_minor in [t-1h, t))' },
-  { name: 'account_count_24h', entity: 'account', window: '24h', aggregate: 'count', meaning: "account's events in [t-24h, t)" },
-  { name: 'account_sum_24h_log', entity: 'account', window: '24h', aggregate: 'sum', meaning: 'ln(1 + sum of amount_minor in [t-24h, t))' },
+  {
+    name: 'event_is_withdrawal',
+    entity: 'event',
+    window: 'none',
+    aggregate: 'flag',
+    meaning: '1 for a withdrawal, 0 for a payment',
+  },
+  {
+    name: 'event_amount_log',
+    entity: 'event',
+    window: 'none',
+    aggregate: 'value',
+    meaning: 'ln(1 + amount_minor)',
+  },
+  {
+    name: 'account_count_1h',
+    entity: 'account',
+    window: '1h',
+    aggregate: 'count',
+    meaning: "account's events in [t-1h, t)",
+  },
+  {
+    name: 'account_sum_1h_log',
+    entity: 'account',
+    window: '1h',
+    aggregate: 'sum',
+    meaning: 'ln(1 + sum of amount_minor in [t-1h, t))',
+  },
+  {
+    name: 'account_count_24h',
+    entity: 'account',
+    window: '24h',
+    aggregate: 'count',
+    meaning: "account's events in [t-24h, t)",
+  },
+  {
+    name: 'account_sum_24h_log',
+    entity: 'account',
+    window: '24h',
+    aggregate: 'sum',
+    meaning: 'ln(1 + sum of amount_minor in [t-24h, t))',
+  },
   {
     name: 'account_since_last_s',
     entity: 'account',
     window: 'none',
     aggregate: 'time_since_last',
-    meaning: 'seconds since the account\'s latest event before t; 30 days (2592000) when none is known',
+    meaning: "seconds since the account's latest event before t; 30 days (2592000) when none is known",
   },
 ]);
 

@@ -16,7 +16,12 @@ export class FraudstreamError extends Error {
   readonly httpStatus: number;
   readonly detail: Record<string, unknown> | undefined;
 
-  constructor(spec: ErrorSpec, detail?: string, extra?: Record<string, unknown>, options?: { cause?: unknown }) {
+  constructor(
+    spec: ErrorSpec,
+    detail?: string,
+    extra?: Record<string, unknown>,
+    options?: { cause?: unknown },
+  ) {
     super(detail ? `${spec.message}: ${detail}` : spec.message, options);
     this.name = 'FraudstreamError';
     this.code = spec.code;
@@ -31,19 +36,39 @@ const define = (code: string, message: string, retriable: boolean, httpStatus = 
 
 export const Errors = {
   // Wire format (schemas/)
-  BAD_MAGIC_BYTE: define('FS_ERR_BAD_MAGIC_BYTE', 'Payload does not start with the Confluent magic byte 0', false, 400),
+  BAD_MAGIC_BYTE: define(
+    'FS_ERR_BAD_MAGIC_BYTE',
+    'Payload does not start with the Confluent magic byte 0',
+    false,
+    400,
+  ),
   TRUNCATED_PAYLOAD: define('FS_ERR_TRUNCATED_PAYLOAD', 'Payload is truncated', false, 400),
   CORRUPT_PAYLOAD: define('FS_ERR_CORRUPT_PAYLOAD', 'Avro body cannot be decoded', false, 400),
   UNKNOWN_SCHEMA_ID: define('FS_ERR_UNKNOWN_SCHEMA_ID', 'Schema id is not in the catalog', false, 400),
-  INCOMPATIBLE_SCHEMA: define('FS_ERR_INCOMPATIBLE_SCHEMA', "Writer's schema cannot be resolved to the reader's", false, 400),
-  UNEXPECTED_SCHEMA: define('FS_ERR_UNEXPECTED_SCHEMA', 'Record type is not the one this topic carries', false, 400),
+  INCOMPATIBLE_SCHEMA: define(
+    'FS_ERR_INCOMPATIBLE_SCHEMA',
+    "Writer's schema cannot be resolved to the reader's",
+    false,
+    400,
+  ),
+  UNEXPECTED_SCHEMA: define(
+    'FS_ERR_UNEXPECTED_SCHEMA',
+    'Record type is not the one this topic carries',
+    false,
+    400,
+  ),
   INVALID_EVENT: define('FS_ERR_INVALID_EVENT', 'Event failed validation', false, 400),
   ENCODE_FAILED: define('FS_ERR_ENCODE_FAILED', 'Value does not match its Avro schema', false, 500),
   // Configuration
   BAD_CONFIG: define('FS_ERR_BAD_CONFIG', 'Invalid configuration', false, 500),
   // Model
   MODEL_LOAD: define('FS_ERR_MODEL_LOAD', 'Model could not be loaded', false, 500),
-  MODEL_MISMATCH: define('FS_ERR_MODEL_MISMATCH', 'Model manifest does not match the feature spec', false, 500),
+  MODEL_MISMATCH: define(
+    'FS_ERR_MODEL_MISMATCH',
+    'Model does not match its manifest or the feature spec',
+    false,
+    500,
+  ),
   // Feature store
   FEATURE_STORE: define('FS_ERR_FEATURE_STORE', 'Feature store call failed', true, 503),
   // Replay / files
@@ -52,7 +77,12 @@ export const Errors = {
 
 export type ErrorName = keyof typeof Errors;
 
-export function fail(name: ErrorName, detail?: string, extra?: Record<string, unknown>, cause?: unknown): never {
+export function fail(
+  name: ErrorName,
+  detail?: string,
+  extra?: Record<string, unknown>,
+  cause?: unknown,
+): never {
   throw new FraudstreamError(Errors[name], detail, extra, cause === undefined ? undefined : { cause });
 }
 

@@ -32,10 +32,14 @@ export function readManifest(path: string): ModelManifest {
     fail('MODEL_LOAD', `manifest ${path} is not valid JSON: ${(e as Error).message}`, undefined, e);
   }
   const problems: string[] = [];
-  const str = (k: keyof ModelManifest) => typeof m[k] === 'string' && (m[k] as string).length > 0 || problems.push(`${k} must be a non-empty string`);
+  const str = (k: keyof ModelManifest) =>
+    (typeof m[k] === 'string' && (m[k] as string).length > 0) ||
+    problems.push(`${k} must be a non-empty string`);
   (['name', 'version', 'onnx', 'onnx_sha256', 'feature_spec', 'output'] as const).forEach(str);
-  if (!Array.isArray(m.feature_names) || m.feature_names.some((n) => typeof n !== 'string')) problems.push('feature_names must be an array of strings');
-  if (typeof m.threshold !== 'number' || !(m.threshold >= 0 && m.threshold <= 1)) problems.push('threshold must be a number in [0, 1]');
+  if (!Array.isArray(m.feature_names) || m.feature_names.some((n) => typeof n !== 'string'))
+    problems.push('feature_names must be an array of strings');
+  if (typeof m.threshold !== 'number' || !(m.threshold >= 0 && m.threshold <= 1))
+    problems.push('threshold must be a number in [0, 1]');
   if (problems.length) fail('MODEL_LOAD', `manifest ${path}: ${problems.join('; ')}`);
   return m as ModelManifest;
 }

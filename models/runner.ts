@@ -28,9 +28,11 @@ function mismatch(manifest: ModelManifest, opts: ModelRunnerOptions): string | u
   if (manifest.feature_spec !== opts.featureSpec) {
     return `feature spec ${manifest.feature_spec} in the manifest, ${opts.featureSpec} in the engine`;
   }
-  if (got.length !== want.length) return `manifest lists ${got.length} features, the engine computes ${want.length}`;
+  if (got.length !== want.length)
+    return `manifest lists ${got.length} features, the engine computes ${want.length}`;
   for (let i = 0; i < want.length; i++) {
-    if (got[i] !== want[i]) return `feature ${i} is ${JSON.stringify(got[i])} in the manifest, ${JSON.stringify(want[i])} in the engine`;
+    if (got[i] !== want[i])
+      return `feature ${i} is ${JSON.stringify(got[i])} in the manifest, ${JSON.stringify(want[i])} in the engine`;
   }
   return undefined;
 }
@@ -48,7 +50,8 @@ export async function createModelRunner(opts: ModelRunnerOptions): Promise<Model
     fail('MODEL_LOAD', `cannot read ${onnxPath}: ${(e as Error).message}`, undefined, e);
   }
   const sha = createHash('sha256').update(bytes).digest('hex');
-  if (sha !== manifest.onnx_sha256) fail('MODEL_MISMATCH', `sha256 of ${onnxPath} is ${sha}, the manifest says ${manifest.onnx_sha256}`);
+  if (sha !== manifest.onnx_sha256)
+    fail('MODEL_MISMATCH', `sha256 of ${onnxPath} is ${sha}, the manifest says ${manifest.onnx_sha256}`);
 
   let session: ort.InferenceSession;
   try {
@@ -67,7 +70,10 @@ export async function createModelRunner(opts: ModelRunnerOptions): Promise<Model
   const input = session.inputNames[0];
   if (!input || !session.outputNames.includes(manifest.output)) {
     await session.release();
-    fail('MODEL_MISMATCH', `${onnxPath} has outputs ${session.outputNames.join(', ')}; the manifest names ${manifest.output}`);
+    fail(
+      'MODEL_MISMATCH',
+      `${onnxPath} has outputs ${session.outputNames.join(', ')}; the manifest names ${manifest.output}`,
+    );
   }
 
   const score = async (matrix: Float32Array, rows: number): Promise<Float32Array> => {
@@ -87,11 +93,17 @@ export async function createModelRunner(opts: ModelRunnerOptions): Promise<Model
   // Prove the model takes this width now, not on the first live batch.
   try {
     const probe = await score(new Float32Array(cols), 1);
-    if (!(probe[0]! >= 0 && probe[0]! <= 1)) fail('MODEL_MISMATCH', `${onnxPath} returned ${probe[0]} for a zero row, not a probability`);
+    if (!(probe[0]! >= 0 && probe[0]! <= 1))
+      fail('MODEL_MISMATCH', `${onnxPath} returned ${probe[0]} for a zero row, not a probability`);
   } catch (e) {
     await session.release();
     if (isFraudstreamError(e)) throw e;
-    fail('MODEL_MISMATCH', `${onnxPath} does not accept a [1, ${cols}] float input: ${(e as Error).message}`, undefined, e);
+    fail(
+      'MODEL_MISMATCH',
+      `${onnxPath} does not accept a [1, ${cols}] float input: ${(e as Error).message}`,
+      undefined,
+      e,
+    );
   }
 
   return {

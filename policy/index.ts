@@ -27,10 +27,17 @@ export interface Policy {
 
 export function createPolicy(opts: PolicyOptions): Policy {
   for (const [k, v] of Object.entries(opts.thresholds)) {
-    if (typeof v !== 'number' || !(v >= 0 && v <= 1)) fail('BAD_CONFIG', `policy threshold ${k}=${v} is not in [0, 1]`);
+    if (typeof v !== 'number' || !(v >= 0 && v <= 1))
+      fail('BAD_CONFIG', `policy threshold ${k}=${v} is not in [0, 1]`);
   }
-  const flag: PolicyVerdict = Object.freeze({ outcome: 'FLAG', reasons: [Reasons.SCORE_ABOVE_THRESHOLD] }) as PolicyVerdict;
-  const approve: PolicyVerdict = Object.freeze({ outcome: 'APPROVE', reasons: [Reasons.SCORE_BELOW_THRESHOLD] }) as PolicyVerdict;
+  const flag: PolicyVerdict = Object.freeze({
+    outcome: 'FLAG',
+    reasons: [Reasons.SCORE_ABOVE_THRESHOLD],
+  }) as PolicyVerdict;
+  const approve: PolicyVerdict = Object.freeze({
+    outcome: 'APPROVE',
+    reasons: [Reasons.SCORE_BELOW_THRESHOLD],
+  }) as PolicyVerdict;
   const thresholds = opts.thresholds;
   return {
     version: opts.version,

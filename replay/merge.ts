@@ -1,7 +1,8 @@
 import type { PaymentEvent, ScoringEvent, WithdrawalEvent } from '../schemas/index.js';
 
 const before = (a: ScoringEvent, b: ScoringEvent) =>
-  a.event.event_time < b.event.event_time || (a.event.event_time === b.event.event_time && a.event.event_id < b.event.event_id);
+  a.event.event_time < b.event.event_time ||
+  (a.event.event_time === b.event.event_time && a.event.event_id < b.event.event_id);
 
 /** Merge the payment and withdrawal streams (each in file order) by event time, ties by event_id. */
 export async function* mergeByEventTime(

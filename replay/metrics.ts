@@ -5,14 +5,15 @@ export function rocAuc(scores: ArrayLike<number>, labels: ArrayLike<number>): nu
   const idx = Array.from({ length: n }, (_, i) => i).sort((a, b) => scores[a]! - scores[b]!);
   let pos = 0;
   let rankSum = 0;
-  for (let i = 0; i < n; ) {
+  for (let i = 0; i < n;) {
     let j = i;
     while (j + 1 < n && scores[idx[j + 1]!] === scores[idx[i]!]) j++;
     const avgRank = (i + j) / 2 + 1;
-    for (let k = i; k <= j; k++) if (labels[idx[k]!]) {
-      pos++;
-      rankSum += avgRank;
-    }
+    for (let k = i; k <= j; k++)
+      if (labels[idx[k]!]) {
+        pos++;
+        rankSum += avgRank;
+      }
     i = j + 1;
   }
   const neg = n - pos;
@@ -30,7 +31,7 @@ export function prAuc(scores: ArrayLike<number>, labels: ArrayLike<number>): num
   let tp = 0;
   let fp = 0;
   let ap = 0;
-  for (let i = 0; i < n; ) {
+  for (let i = 0; i < n;) {
     let j = i;
     let tpStep = 0;
     while (j < n && scores[idx[j]!] === scores[idx[i]!]) {

@@ -23,7 +23,11 @@ import {
 import { mergeByEventTime } from './merge.js';
 import { prAuc, rocAuc } from './metrics.js';
 
-export const INPUT_FILES = { payments: 'payments.avro', withdrawals: 'withdrawals.avro', labels: 'labels.avro' } as const;
+export const INPUT_FILES = {
+  payments: 'payments.avro',
+  withdrawals: 'withdrawals.avro',
+  labels: 'labels.avro',
+} as const;
 
 export interface ReplayOptions {
   inDir: string;
@@ -51,7 +55,10 @@ export interface ReplayResult {
 
 /** Deletes every key of the namespace (SCAN + UNLINK), on each master of a cluster. */
 export async function clearNamespace(redis: Redis | Cluster, namespace: string): Promise<number> {
-  const nodes = 'nodes' in redis && typeof redis.nodes === 'function' ? (redis as Cluster).nodes('master') : [redis as Redis];
+  const nodes =
+    'nodes' in redis && typeof redis.nodes === 'function'
+      ? (redis as Cluster).nodes('master')
+      : [redis as Redis];
   let n = 0;
   for (const node of nodes) {
     let cursor = '0';
@@ -77,7 +84,11 @@ async function loadLabels(path: string, catalog: SchemaCatalog): Promise<Map<str
  */
 export async function runReplay(opts: ReplayOptions): Promise<ReplayResult> {
   const { catalog, logger } = opts;
-  if (/[{}:]/.test(opts.namespace) || !opts.namespace) fail('BAD_CONFIG', `namespace ${JSON.stringify(opts.namespace)} must be non-empty, without braces or colons`);
+  if (/[{}:]/.test(opts.namespace) || !opts.namespace)
+    fail(
+      'BAD_CONFIG',
+      `namespace ${JSON.stringify(opts.namespace)} must be non-empty, without braces or colons`,
+    );
   if (opts.namespace === 'fs') fail('BAD_CONFIG', 'namespace "fs" is the live feature store');
   if (!opts.model && !opts.emitFeatures) fail('BAD_CONFIG', 'replay without a model needs --emit-features');
   for (const f of [INPUT_FILES.payments, INPUT_FILES.withdrawals]) {
@@ -91,18 +102,31 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayResult> {
   const features = createFeatureEngine({ redis: opts.redis, prefix: `${opts.namespace}:` });
   const engine =
     opts.model && opts.policy
-      ? createDecisionEngine({ features, model: opts.model, policy: opts.policy, clock: opts.clock, includeFeatures: false })
+      ? createDecisionEngine({
+          features,
+          model: opts.model,
+          policy: opts.policy,
+          clock: opts.clock,
+          includeFeatures: false,
+        })
       : undefined;
 
   const decisionsOut = engine
-    ? createContainerWriter<Decision>(join(opts.outDir, 'decisions.avro'), catalog.reader(RecordNames.Decision))
+    ? createContainerWriter<Decision>(
+        join(opts.outDir, 'decisions.avro'),
+        catalog.reader(RecordNames.Decision),
+      )
     : undefined;
   const csv = opts.emitFeatures ? createWriteStream(opts.emitFeatures) : undefined;
   if (opts.emitFeatures) {
     // Sidecar read by models/train: which spec produced these columns.
     writeFileSync(
       `${opts.emitFeatures}.meta.json`,
-      JSON.stringify({ feature_spec: features.specHash, feature_names: features.names, source: opts.inDir }, null, 2) + '\n',
+      JSON.stringify(
+        { feature_spec: features.specHash, feature_names: features.names, source: opts.inDir },
+        null,
+        2,
+      ) + '\n',
     );
   }
   const write = async (s: string) => {
@@ -123,7 +147,10 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayResult> {
     const cols = features.cols;
     if (engine) {
       const readAt = opts.clock.monoMicros();
-      const res = await engine.decide(batch, batch.map(() => readAt));
+      const res = await engine.decide(
+        batch,
+        batch.map(() => readAt),
+      );
       matrix = res.matrix;
       for (const d of res.decisions) {
         await decisionsOut!.append(d);
@@ -154,8 +181,14 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayResult> {
 
   let batch: ScoringEvent[] = [];
   const stream = mergeByEventTime(
-    readContainer<PaymentEvent>(join(opts.inDir, INPUT_FILES.payments), catalog.reader(RecordNames.PaymentEvent)),
-    readContainer<WithdrawalEvent>(join(opts.inDir, INPUT_FILES.withdrawals), catalog.reader(RecordNames.WithdrawalEvent)),
+    readContainer<PaymentEvent>(
+      join(opts.inDir, INPUT_FILES.payments),
+      catalog.reader(RecordNames.PaymentEvent),
+    ),
+    readContainer<WithdrawalEvent>(
+      join(opts.inDir, INPUT_FILES.withdrawals),
+      catalog.reader(RecordNames.WithdrawalEvent),
+    ),
   );
   for await (const e of stream) {
     batch.push(e);

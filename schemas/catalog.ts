@@ -28,18 +28,41 @@ export interface SchemaCatalog {
   ids(): number[];
 }
 
+/**
+ * timestamp-millis as a plain number of epoch milliseconds (time is event time, an integer), kept as a
+ * logical type so the schemas the project writes into container files still say what the long means.
+ */
+class EpochMillis extends avro.types.LogicalType {
+  override _fromValue(v: unknown) {
+    return v;
+  }
+  override _toValue(v: unknown) {
+    return v;
+  }
+  override _resolve(type: AvroType) {
+    if (avro.Type.isType(type, 'long', 'int', 'logical:timestamp-millis')) return (v: unknown) => v;
+    return undefined;
+  }
+}
+
 export function parseSchema(schema: object | string): AvroType {
   const json = typeof schema === 'string' ? (JSON.parse(schema) as object) : schema;
   // A fresh registry per schema, so two versions of the same named record never collide.
-  return avro.Type.forSchema(json as avro.Schema, { registry: {} });
+  return avro.Type.forSchema(json as avro.Schema, {
+    registry: {},
+    logicalTypes: { 'timestamp-millis': EpochMillis },
+  });
 }
 
-export function createSchemaCatalog(opts: { dir?: string; entries?: { id: number; schema: object }[] } = {}): SchemaCatalog {
+export function createSchemaCatalog(
+  opts: { dir?: string; entries?: { id: number; schema: object }[] } = {},
+): SchemaCatalog {
   const byId = new Map<number, CatalogEntry>();
   const newest = new Map<string, CatalogEntry>();
 
   const register = (id: number, schema: object | string): AvroType => {
-    if (!Number.isInteger(id) || id < 0 || id > 0x7fffffff) fail('BAD_CONFIG', `schema id ${id} is not a 31-bit integer`);
+    if (!Number.isInteger(id) || id < 0 || id > 0x7fffffff)
+      fail('BAD_CONFIG', `schema id ${id} is not a 31-bit integer`);
     const type = parseSchema(schema);
     const name = type.name;
     if (!name) fail('BAD_CONFIG', `schema id ${id} is not a named type`);
@@ -59,7 +82,8 @@ export function createSchemaCatalog(opts: { dir?: string; entries?: { id: number
     };
     for (const s of catalog.schemas) {
       const type = register(s.id, readFileSync(join(dir, s.file), 'utf8'));
-      if (type.name !== s.name) fail('BAD_CONFIG', `catalog.json: ${s.file} defines ${type.name}, not ${s.name}`);
+      if (type.name !== s.name)
+        fail('BAD_CONFIG', `catalog.json: ${s.file} defines ${type.name}, not ${s.name}`);
     }
   }
 

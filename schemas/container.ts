@@ -18,7 +18,11 @@ export interface ContainerWriterOptions {
   codec?: 'null' | 'deflate';
 }
 
-export function createContainerWriter<T>(path: string, type: AvroType, opts: ContainerWriterOptions = {}): ContainerWriter<T> {
+export function createContainerWriter<T>(
+  path: string,
+  type: AvroType,
+  opts: ContainerWriterOptions = {},
+): ContainerWriter<T> {
   const encoder = new avro.streams.BlockEncoder(type, {
     codec: opts.codec ?? 'deflate',
     ...(opts.syncMarker ? { syncMarker: opts.syncMarker } : {}),

@@ -38,7 +38,12 @@ export function createFramedCodec(catalog: SchemaCatalog): FramedCodec {
       try {
         resolver = reader.createResolver(writer);
       } catch (e) {
-        fail('INCOMPATIBLE_SCHEMA', `schema id ${schemaId} (${name}): ${(e as Error).message}`, { schemaId }, e);
+        fail(
+          'INCOMPATIBLE_SCHEMA',
+          `schema id ${schemaId} (${name}): ${(e as Error).message}`,
+          { schemaId },
+          e,
+        );
       }
     }
     r = { name, reader, resolver };
@@ -56,7 +61,12 @@ export function createFramedCodec(catalog: SchemaCatalog): FramedCodec {
       } catch (e) {
         const paths: string[] = [];
         type.isValid(value, { errorHook: (p) => paths.push(p.join('.')) });
-        fail('ENCODE_FAILED', `${name}: ${paths.length ? `bad field(s) ${paths.join(', ')}` : (e as Error).message}`, undefined, e);
+        fail(
+          'ENCODE_FAILED',
+          `${name}: ${paths.length ? `bad field(s) ${paths.join(', ')}` : (e as Error).message}`,
+          undefined,
+          e,
+        );
       }
       const out = Buffer.allocUnsafe(HEADER_BYTES + body.length);
       out[0] = MAGIC_BYTE;
@@ -68,11 +78,14 @@ export function createFramedCodec(catalog: SchemaCatalog): FramedCodec {
     decode<T>(buf: Buffer, expect?: readonly string[]): Decoded<T> {
       if (buf.length === 0) fail('TRUNCATED_PAYLOAD', 'empty payload');
       if (buf[0] !== MAGIC_BYTE) fail('BAD_MAGIC_BYTE', `got 0x${buf[0]!.toString(16).padStart(2, '0')}`);
-      if (buf.length < HEADER_BYTES) fail('TRUNCATED_PAYLOAD', `${buf.length} bytes, the header alone is ${HEADER_BYTES}`);
+      if (buf.length < HEADER_BYTES)
+        fail('TRUNCATED_PAYLOAD', `${buf.length} bytes, the header alone is ${HEADER_BYTES}`);
       const schemaId = buf.readInt32BE(1);
       const { name, reader, resolver } = resolverFor(schemaId);
       if (expect && !expect.includes(name)) {
-        fail('UNEXPECTED_SCHEMA', `got ${name} (id ${schemaId}), expected ${expect.join(' or ')}`, { schemaId });
+        fail('UNEXPECTED_SCHEMA', `got ${name} (id ${schemaId}), expected ${expect.join(' or ')}`, {
+          schemaId,
+        });
       }
       let res: { value: unknown; offset: number };
       try {
@@ -82,9 +95,12 @@ export function createFramedCodec(catalog: SchemaCatalog): FramedCodec {
         // avsc throws on impossible values (negative lengths, bad union or enum index): a corrupt body.
         fail('CORRUPT_PAYLOAD', `corrupt Avro body for ${name}: ${(e as Error).message}`, { schemaId }, e);
       }
-      if (res.offset < 0) fail('TRUNCATED_PAYLOAD', `${name} body ends early (${buf.length} bytes)`, { schemaId });
+      if (res.offset < 0)
+        fail('TRUNCATED_PAYLOAD', `${name} body ends early (${buf.length} bytes)`, { schemaId });
       if (res.offset !== buf.length) {
-        fail('CORRUPT_PAYLOAD', `${buf.length - res.offset} trailing bytes after the ${name} body`, { schemaId });
+        fail('CORRUPT_PAYLOAD', `${buf.length - res.offset} trailing bytes after the ${name} body`, {
+          schemaId,
+        });
       }
       return { schemaId, name, value: res.value as T };
     },

@@ -7,8 +7,19 @@ import { validatePayment, validateWithdrawal } from './validate.js';
 export * from './types.js';
 export { createSchemaCatalog, parseSchema, type SchemaCatalog, type AvroType } from './catalog.js';
 export { createFramedCodec, MAGIC_BYTE, HEADER_BYTES, type FramedCodec, type Decoded } from './framing.js';
-export { validatePayment, validateWithdrawal, MIN_EVENT_TIME, MAX_AMOUNT_MINOR, type ValidateOptions } from './validate.js';
-export { createContainerWriter, readContainer, type ContainerWriter, type ContainerWriterOptions } from './container.js';
+export {
+  validatePayment,
+  validateWithdrawal,
+  MIN_EVENT_TIME,
+  MAX_AMOUNT_MINOR,
+  type ValidateOptions,
+} from './validate.js';
+export {
+  createContainerWriter,
+  readContainer,
+  type ContainerWriter,
+  type ContainerWriterOptions,
+} from './container.js';
 
 const INPUT_NAMES = [RecordNames.PaymentEvent, RecordNames.WithdrawalEvent] as const;
 

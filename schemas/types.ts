@@ -69,8 +69,7 @@ export interface Label {
 
 /** An input event tagged with its type: what the feature engine, model and policy work on. */
 export type ScoringEvent =
-  | { type: 'PAYMENT'; event: PaymentEvent }
-  | { type: 'WITHDRAWAL'; event: WithdrawalEvent };
+  { type: 'PAYMENT'; event: PaymentEvent } | { type: 'WITHDRAWAL'; event: WithdrawalEvent };
 
 export const RecordNames = {
   PaymentEvent: 'fraudstream.v1.PaymentEvent',

@@ -36,11 +36,14 @@ function common(e: PaymentEvent | WithdrawalEvent, opts: ValidateOptions, proble
   } else if (e.amount_minor > MAX_AMOUNT_MINOR) {
     problems.push(`amount_minor ${e.amount_minor} exceeds ${MAX_AMOUNT_MINOR}`);
   }
-  if (!CURRENCIES.has(e.currency)) problems.push(`currency ${JSON.stringify(e.currency)} is not an ISO 4217 code`);
-  if (!COUNTRY.test(e.country)) problems.push(`country ${JSON.stringify(e.country)} is not ISO 3166-1 alpha-2`);
+  if (!CURRENCIES.has(e.currency))
+    problems.push(`currency ${JSON.stringify(e.currency)} is not an ISO 4217 code`);
+  if (!COUNTRY.test(e.country))
+    problems.push(`country ${JSON.stringify(e.country)} is not ISO 3166-1 alpha-2`);
   if ((e.lat === null) !== (e.lon === null)) problems.push('lat and lon must be both set or both null');
   if (e.lat !== null && !(e.lat >= -90 && e.lat <= 90)) problems.push(`lat ${e.lat} is outside [-90, 90]`);
-  if (e.lon !== null && !(e.lon >= -180 && e.lon <= 180)) problems.push(`lon ${e.lon} is outside [-180, 180]`);
+  if (e.lon !== null && !(e.lon >= -180 && e.lon <= 180))
+    problems.push(`lon ${e.lon} is outside [-180, 180]`);
 }
 
 /** Throws FS_ERR_INVALID_EVENT listing every problem at once. */
@@ -49,8 +52,10 @@ export function validatePayment(e: PaymentEvent, opts: ValidateOptions): Payment
   common(e, opts, problems);
   id('instrument_id', e.instrument_id, problems);
   id('merchant_id', e.merchant_id, problems);
-  if (!MCC.test(e.merchant_category)) problems.push(`merchant_category ${JSON.stringify(e.merchant_category)} is not a 4-digit MCC`);
-  if (problems.length) fail('INVALID_EVENT', `PaymentEvent ${e.event_id}: ${problems.join('; ')}`, { problems });
+  if (!MCC.test(e.merchant_category))
+    problems.push(`merchant_category ${JSON.stringify(e.merchant_category)} is not a 4-digit MCC`);
+  if (problems.length)
+    fail('INVALID_EVENT', `PaymentEvent ${e.event_id}: ${problems.join('; ')}`, { problems });
   return e;
 }
 
@@ -58,6 +63,7 @@ export function validateWithdrawal(e: WithdrawalEvent, opts: ValidateOptions): W
   const problems: string[] = [];
   common(e, opts, problems);
   id('destination_id', e.destination_id, problems);
-  if (problems.length) fail('INVALID_EVENT', `WithdrawalEvent ${e.event_id}: ${problems.join('; ')}`, { problems });
+  if (problems.length)
+    fail('INVALID_EVENT', `WithdrawalEvent ${e.event_id}: ${problems.join('; ')}`, { problems });
   return e;
 }

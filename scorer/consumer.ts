@@ -1,4 +1,11 @@
-import { Partitioners, type Consumer, type EachBatchPayload, type Kafka, type Message, type Producer } from 'kafkajs';
+import {
+  Partitioners,
+  type Consumer,
+  type EachBatchPayload,
+  type Kafka,
+  type Message,
+  type Producer,
+} from 'kafkajs';
 import type { Clock } from '../lib/clock.js';
 import { Errors, FraudstreamError, isFraudstreamError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
@@ -61,11 +68,19 @@ export function createKafkaScorer(opts: KafkaScorerOptions): KafkaScorer {
   let joined = false;
   let crashed = false;
 
-  const deadLetter = (topic: string, partition: number, m: EachBatchPayload['batch']['messages'][number], err: unknown): Message => {
+  const deadLetter = (
+    topic: string,
+    partition: number,
+    m: EachBatchPayload['batch']['messages'][number],
+    err: unknown,
+  ): Message => {
     const fe = isFraudstreamError(err) ? err : undefined;
     const code = fe?.code ?? 'FS_ERR_UNEXPECTED';
     metrics.deadLetters.inc({ reason: code, topic });
-    log.warn({ topic, partition, offset: m.offset, code, err: (err as Error).message }, 'dead-lettered input record');
+    log.warn(
+      { topic, partition, offset: m.offset, code, err: (err as Error).message },
+      'dead-lettered input record',
+    );
     return {
       key: m.key,
       value: m.value ?? Buffer.alloc(0),
@@ -80,7 +95,11 @@ export function createKafkaScorer(opts: KafkaScorerOptions): KafkaScorer {
     };
   };
 
-  const processChunk = async (topic: string, partition: number, msgs: EachBatchPayload['batch']['messages']) => {
+  const processChunk = async (
+    topic: string,
+    partition: number,
+    msgs: EachBatchPayload['batch']['messages'],
+  ) => {
     const readAt = clock.monoMicros();
     const now = clock.now();
     const events: ScoringEvent[] = [];
@@ -119,7 +138,14 @@ export function createKafkaScorer(opts: KafkaScorerOptions): KafkaScorer {
     metrics.batchSize.observe(msgs.length);
   };
 
-  const eachBatch = async ({ batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, isRunning, isStale }: EachBatchPayload) => {
+  const eachBatch = async ({
+    batch,
+    resolveOffset,
+    heartbeat,
+    commitOffsetsIfNecessary,
+    isRunning,
+    isStale,
+  }: EachBatchPayload) => {
     const { topic, partition, messages } = batch;
     for (let start = 0; start < messages.length; start += maxBatch) {
       if (!isRunning() || isStale()) return;
@@ -147,7 +173,11 @@ export function createKafkaScorer(opts: KafkaScorerOptions): KafkaScorer {
         allowAutoTopicCreation: false,
       });
       await producer.connect();
-      consumer = kafka.consumer({ groupId: opts.groupId, allowAutoTopicCreation: false, maxWaitTimeInMs: 50 });
+      consumer = kafka.consumer({
+        groupId: opts.groupId,
+        allowAutoTopicCreation: false,
+        maxWaitTimeInMs: 50,
+      });
       consumer.on(consumer.events.GROUP_JOIN, (e) => {
         joined = true;
         crashed = false;
@@ -159,7 +189,10 @@ export function createKafkaScorer(opts: KafkaScorerOptions): KafkaScorer {
         log.error({ err: e.payload.error, restart: e.payload.restart }, 'consumer crashed');
       });
       await consumer.connect();
-      await consumer.subscribe({ topics: [topics.payments, topics.withdrawals], fromBeginning: opts.fromBeginning ?? true });
+      await consumer.subscribe({
+        topics: [topics.payments, topics.withdrawals],
+        fromBeginning: opts.fromBeginning ?? true,
+      });
       await consumer.run({ eachBatchAutoResolve: false, autoCommit: true, eachBatch });
     },
     async stop() {

@@ -11,7 +11,10 @@ export interface HttpServerOptions {
 
 /** /healthz (the process answers), /readyz (Kafka, Redis and the model are), /metrics (Prometheus). */
 export function createHttpServer(opts: HttpServerOptions): FastifyInstance {
-  const app = Fastify({ loggerInstance: opts.logger.child({ component: 'http' }) as FastifyBaseLogger, disableRequestLogging: true });
+  const app = Fastify({
+    loggerInstance: opts.logger.child({ component: 'http' }) as FastifyBaseLogger,
+    disableRequestLogging: true,
+  });
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_req, reply) => {
     const checks = await opts.readiness();

@@ -50,15 +50,36 @@ export function kafkaLogCreator(logger: Logger) {
 }
 
 /** Builds every part from configuration and starts the Kafka scorer and the HTTP server. */
-export async function startScoringService(cfg: ScoringServiceConfig, logger: Logger, clock: Clock = systemClock): Promise<ScoringService> {
+export async function startScoringService(
+  cfg: ScoringServiceConfig,
+  logger: Logger,
+  clock: Clock = systemClock,
+): Promise<ScoringService> {
   const schemas = createSchemas();
-  const redis = new Redis(cfg.redisUrl, { lazyConnect: true, enableAutoPipelining: false, maxRetriesPerRequest: 2 });
+  const redis = new Redis(cfg.redisUrl, {
+    lazyConnect: true,
+    enableAutoPipelining: false,
+    maxRetriesPerRequest: 2,
+  });
   redis.on('error', (err) => logger.warn({ err: err.message }, 'redis error'));
   await redis.connect();
   const features = createFeatureEngine({ redis, prefix: cfg.featurePrefix });
-  const model = await createModelRunner({ manifestPath: cfg.modelManifest, featureNames: features.names, featureSpec: features.specHash });
-  const policy = createPolicy({ version: cfg.policyVersion, thresholds: { default: cfg.threshold ?? model.manifest.threshold } });
-  const engine = createDecisionEngine({ features, model, policy, clock, includeFeatures: cfg.includeFeatures });
+  const model = await createModelRunner({
+    manifestPath: cfg.modelManifest,
+    featureNames: features.names,
+    featureSpec: features.specHash,
+  });
+  const policy = createPolicy({
+    version: cfg.policyVersion,
+    thresholds: { default: cfg.threshold ?? model.manifest.threshold },
+  });
+  const engine = createDecisionEngine({
+    features,
+    model,
+    policy,
+    clock,
+    includeFeatures: cfg.includeFeatures,
+  });
   const metrics = createScorerMetrics();
   const kafka = new Kafka({
     clientId: cfg.clientId ?? 'fraudstream-scorer',
@@ -84,7 +105,15 @@ export async function startScoringService(cfg: ScoringServiceConfig, logger: Log
     readiness: async () => ({ kafka: scorer.ready(), redis: redis.status === 'ready', model: true }),
   });
   const url = await http.listen({ host: cfg.http.host, port: cfg.http.port });
-  logger.info({ url, model: model.version, threshold: cfg.threshold ?? model.manifest.threshold, spec: features.specHash }, 'scoring service listening');
+  logger.info(
+    {
+      url,
+      model: model.version,
+      threshold: cfg.threshold ?? model.manifest.threshold,
+      spec: features.specHash,
+    },
+    'scoring service listening',
+  );
   await scorer.start();
   let stopping: Promise<void> | undefined;
   return {

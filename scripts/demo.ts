@@ -38,7 +38,12 @@ const redisPort = env.FRAUDSTREAM_REDIS_PORT ?? '16379';
 const httpPort = env.FRAUDSTREAM_HTTP_PORT ?? '18080';
 const brokers = env.FRAUDSTREAM_KAFKA_BROKERS ?? `127.0.0.1:${kafkaPort}`;
 const redisUrl = env.FRAUDSTREAM_REDIS_URL ?? `redis://127.0.0.1:${redisPort}`;
-const topics = { payments: 'payments', withdrawals: 'withdrawals', decisions: 'decisions', deadLetter: 'dead-letter' };
+const topics = {
+  payments: 'payments',
+  withdrawals: 'withdrawals',
+  decisions: 'decisions',
+  deadLetter: 'dead-letter',
+};
 const namespace = `demo-${run}`;
 const root = projectRoot();
 const logDir = join(root, '.stack', 'demo');
@@ -47,7 +52,12 @@ mkdirSync(logDir, { recursive: true });
 function child(name: string, args: string[]): ChildProcess & { done: Promise<number> } {
   const log = createWriteStream(join(logDir, `${name}.log`));
   const p = spawn(process.execPath, [join(root, 'bin', 'fraudstream.js'), ...args], {
-    env: { ...env, FRAUDSTREAM_KAFKA_BROKERS: brokers, FRAUDSTREAM_REDIS_URL: redisUrl, FRAUDSTREAM_LOG_LEVEL: 'warn' },
+    env: {
+      ...env,
+      FRAUDSTREAM_KAFKA_BROKERS: brokers,
+      FRAUDSTREAM_REDIS_URL: redisUrl,
+      FRAUDSTREAM_LOG_LEVEL: 'warn',
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   p.stdout!.pipe(log);
@@ -56,7 +66,8 @@ function child(name: string, args: string[]): ChildProcess & { done: Promise<num
   return Object.assign(p, { done });
 }
 
-const pct = (sorted: number[], q: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]! : NaN);
+const pct = (sorted: number[], q: number) =>
+  sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]! : NaN;
 const ms = (us: number) => (Number.isFinite(us) ? `${(us / 1000).toFixed(2)} ms` : 'n/a');
 
 async function main(): Promise<number> {
@@ -70,16 +81,22 @@ async function main(): Promise<number> {
   const url = `http://127.0.0.1:${httpPort}`;
   const scorer = child('scorer', [
     'score',
-    '--group-id', `demo-${run}`,
+    '--group-id',
+    `demo-${run}`,
     '--no-from-beginning',
-    '--feature-prefix', `${namespace}:`,
-    '--http-port', httpPort,
+    '--feature-prefix',
+    `${namespace}:`,
+    '--http-port',
+    httpPort,
   ]);
   let stopping = false;
   const ready = async () => {
     for (let i = 0; i < 240; i++) {
       if (scorer.exitCode !== null) return false;
-      const ok = await fetch(`${url}/readyz`).then((r) => r.ok, () => false);
+      const ok = await fetch(`${url}/readyz`).then(
+        (r) => r.ok,
+        () => false,
+      );
       if (ok) return true;
       await sleep(250);
     }
@@ -119,9 +136,22 @@ async function main(): Promise<number> {
   });
   for (let i = 0; i < 100 && !joined; i++) await sleep(100);
 
-  console.log(`demo: scorer ready at ${url} (/metrics, /readyz); streaming ${rate} events/s from ${accounts} accounts (seed ${seed})`);
+  console.log(
+    `demo: scorer ready at ${url} (/metrics, /readyz); streaming ${rate} events/s from ${accounts} accounts (seed ${seed})`,
+  );
   console.log(`demo: ${seconds ? `running for ${seconds} s` : 'press Ctrl-C to stop'}; logs in ${logDir}`);
-  const sim = child('simulate', ['simulate', '--live', '--rate', String(rate), '--accounts', String(accounts), '--days', String(days), '--seed', String(seed)]);
+  const sim = child('simulate', [
+    'simulate',
+    '--live',
+    '--rate',
+    String(rate),
+    '--accounts',
+    String(accounts),
+    '--days',
+    String(days),
+    '--seed',
+    String(seed),
+  ]);
   let simSent = -1;
   sim.stdout!.on('data', (b: Buffer) => {
     const m = /"sent":(\d+)/.exec(b.toString());
@@ -163,7 +193,7 @@ async function main(): Promise<number> {
   await sim.done;
   const producingSeconds = (performance.now() - started) / 1000;
   // Let the scorer finish what was produced.
-  for (let still = 0, prev = -1; still < 20 && (simSent < 0 || approve + flag < simSent); ) {
+  for (let still = 0, prev = -1; still < 20 && (simSent < 0 || approve + flag < simSent);) {
     await sleep(250);
     const c = approve + flag;
     still = c === prev ? still + 1 : 0;
@@ -183,11 +213,19 @@ async function main(): Promise<number> {
   console.log('== fraudstream demo summary ==');
   console.log(`events produced     ${simSent < 0 ? 'unknown' : simSent}`);
   console.log(`decisions           ${n} (payments ${types.PAYMENT}, withdrawals ${types.WITHDRAWAL})`);
-  console.log(`outcomes            APPROVE ${approve}, FLAG ${flag} (flag rate ${n ? ((100 * flag) / n).toFixed(2) : '0.00'}%)`);
+  console.log(
+    `outcomes            APPROVE ${approve}, FLAG ${flag} (flag rate ${n ? ((100 * flag) / n).toFixed(2) : '0.00'}%)`,
+  );
   console.log(`dead-letter         ${dead}`);
-  console.log(`throughput          ${(n / producingSeconds).toFixed(0)} events/s over ${producingSeconds.toFixed(1)} s (offered ${rate}/s)`);
-  console.log(`latency read->ready p50 ${ms(pct(all, 0.5))}, p95 ${ms(pct(all, 0.95))}, p99 ${ms(pct(all, 0.99))}, max ${ms(all[all.length - 1] ?? NaN)}`);
-  console.log(`scorer exit         ${scorerCode === 0 ? 'clean (drained and committed)' : `code ${scorerCode}; see ${join(logDir, 'scorer.log')}`}`);
+  console.log(
+    `throughput          ${(n / producingSeconds).toFixed(0)} events/s over ${producingSeconds.toFixed(1)} s (offered ${rate}/s)`,
+  );
+  console.log(
+    `latency read->ready p50 ${ms(pct(all, 0.5))}, p95 ${ms(pct(all, 0.95))}, p99 ${ms(pct(all, 0.99))}, max ${ms(all[all.length - 1] ?? NaN)}`,
+  );
+  console.log(
+    `scorer exit         ${scorerCode === 0 ? 'clean (drained and committed)' : `code ${scorerCode}; see ${join(logDir, 'scorer.log')}`}`,
+  );
   void stopping;
   return scorerCode === 0 && n > 0 ? 0 : 1;
 }

@@ -2,7 +2,13 @@
 import kafkajs from 'kafkajs';
 
 const { Kafka, logLevel } = kafkajs;
-const kafka = new Kafka({ clientId: 'stack-ready', brokers: [process.argv[2]], logLevel: logLevel.NOTHING, retry: { retries: 0 }, connectionTimeout: 1000 });
+const kafka = new Kafka({
+  clientId: 'stack-ready',
+  brokers: [process.argv[2]],
+  logLevel: logLevel.NOTHING,
+  retry: { retries: 0 },
+  connectionTimeout: 1000,
+});
 const admin = kafka.admin();
 try {
   await admin.connect();

@@ -4,7 +4,8 @@
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 started=0
-if ! "$root/scripts/stack.sh" status | grep -q '^kafka: running' || ! "$root/scripts/stack.sh" status | grep -q '^redis: running'; then
+status=$("$root/scripts/stack.sh" status)
+if ! grep -q '^kafka: running' <<<"$status" || ! grep -q '^redis: running' <<<"$status"; then
   "$root/scripts/stack.sh" up || { "$root/scripts/stack.sh" down; exit 1; }
   started=1
 else

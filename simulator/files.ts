@@ -4,7 +4,11 @@ import { join } from 'node:path';
 import { createContainerWriter, RecordNames, type Label, type SchemaCatalog } from '../schemas/index.js';
 import { createSimulation, type SimulationOptions } from './generate.js';
 
-export const STREAM_FILES = { payments: 'payments.avro', withdrawals: 'withdrawals.avro', labels: 'labels.avro' } as const;
+export const STREAM_FILES = {
+  payments: 'payments.avro',
+  withdrawals: 'withdrawals.avro',
+  labels: 'labels.avro',
+} as const;
 
 export interface SimulationSummary {
   payments: number;
@@ -15,19 +19,38 @@ export interface SimulationSummary {
 }
 
 /** Same seed -> same sync marker -> byte-identical files. */
-const syncMarker = (seed: number, stream: string) => createHash('sha256').update(`fraudstream:${seed}:${stream}`).digest().subarray(0, 16);
+const syncMarker = (seed: number, stream: string) =>
+  createHash('sha256').update(`fraudstream:${seed}:${stream}`).digest().subarray(0, 16);
 
 /** Writes the history as three Avro container files, streaming: memory holds about one day of events. */
-export async function writeSimulationFiles(catalog: SchemaCatalog, opts: SimulationOptions, dir: string): Promise<SimulationSummary> {
+export async function writeSimulationFiles(
+  catalog: SchemaCatalog,
+  opts: SimulationOptions,
+  dir: string,
+): Promise<SimulationSummary> {
   mkdirSync(dir, { recursive: true });
   const sim = createSimulation(opts);
-  const pay = createContainerWriter(join(dir, STREAM_FILES.payments), catalog.reader(RecordNames.PaymentEvent), {
-    syncMarker: syncMarker(opts.seed, 'payments'),
-  });
-  const wd = createContainerWriter(join(dir, STREAM_FILES.withdrawals), catalog.reader(RecordNames.WithdrawalEvent), {
-    syncMarker: syncMarker(opts.seed, 'withdrawals'),
-  });
-  const summary: SimulationSummary = { payments: 0, withdrawals: 0, fraudEvents: 0, labels: 0, byScenario: {} };
+  const pay = createContainerWriter(
+    join(dir, STREAM_FILES.payments),
+    catalog.reader(RecordNames.PaymentEvent),
+    {
+      syncMarker: syncMarker(opts.seed, 'payments'),
+    },
+  );
+  const wd = createContainerWriter(
+    join(dir, STREAM_FILES.withdrawals),
+    catalog.reader(RecordNames.WithdrawalEvent),
+    {
+      syncMarker: syncMarker(opts.seed, 'withdrawals'),
+    },
+  );
+  const summary: SimulationSummary = {
+    payments: 0,
+    withdrawals: 0,
+    fraudEvents: 0,
+    labels: 0,
+    byScenario: {},
+  };
   for (const e of sim.events()) {
     if (e.type === 'PAYMENT') {
       summary.payments++;
@@ -42,9 +65,13 @@ export async function writeSimulationFiles(catalog: SchemaCatalog, opts: Simulat
     }
   }
   await Promise.all([pay.close(), wd.close()]);
-  const lab = createContainerWriter<Label>(join(dir, STREAM_FILES.labels), catalog.reader(RecordNames.Label), {
-    syncMarker: syncMarker(opts.seed, 'labels'),
-  });
+  const lab = createContainerWriter<Label>(
+    join(dir, STREAM_FILES.labels),
+    catalog.reader(RecordNames.Label),
+    {
+      syncMarker: syncMarker(opts.seed, 'labels'),
+    },
+  );
   for (const l of sim.labels()) {
     summary.labels++;
     await lab.append(l);

@@ -25,7 +25,10 @@ export interface SimulationOptions {
 }
 
 /** Relative activity per hour of day (UTC, close enough to local for the cities used). */
-const HOURLY = [0.2, 0.1, 0.08, 0.06, 0.06, 0.1, 0.3, 0.6, 0.9, 1, 1, 1.1, 1.3, 1.2, 1.1, 1, 1, 1.1, 1.3, 1.4, 1.3, 1.1, 0.8, 0.4];
+const HOURLY = [
+  0.2, 0.1, 0.08, 0.06, 0.06, 0.1, 0.3, 0.6, 0.9, 1, 1, 1.1, 1.3, 1.2, 1.1, 1, 1, 1.1, 1.3, 1.4, 1.3, 1.1,
+  0.8, 0.4,
+];
 const HOURLY_TOTAL = HOURLY.reduce((a, b) => a + b, 0);
 
 function timeOfDay(rng: Rng): number {
@@ -76,13 +79,20 @@ export function createSimulation(opts: SimulationOptions): Simulation {
     };
   };
 
-  const withdrawal = (a: Account, t: number, rng: Rng, over: Partial<WithdrawalEvent> = {}): WithdrawalEvent => {
+  const withdrawal = (
+    a: Account,
+    t: number,
+    rng: Rng,
+    over: Partial<WithdrawalEvent> = {},
+  ): WithdrawalEvent => {
     const atm = rng.chance(0.6);
     return {
       event_id: nextId('wd'),
       event_time: t,
       account_id: a.id,
-      amount_minor: atm ? rng.pick([2000, 5000, 10000, 20000, 30000]) : Math.round(rng.logNormal(a.amountMu + 2.2, 0.6)),
+      amount_minor: atm
+        ? rng.pick([2000, 5000, 10000, 20000, 30000])
+        : Math.round(rng.logNormal(a.amountMu + 2.2, 0.6)),
       currency: a.city.currency,
       method: atm ? 'ATM' : 'BANK_TRANSFER',
       destination_id: atm ? rng.pick(a.atms) : rng.pick(a.beneficiaries),
@@ -177,9 +187,15 @@ export function createSimulation(opts: SimulationOptions): Simulation {
     const out: SimEvent[] = [];
     for (const a of world.accounts) {
       const np = rng.poisson(a.paymentsPerDay * weekly);
-      for (let k = 0; k < np; k++) out.push({ type: 'PAYMENT', scenario: null, event: payment(a, dayStart + timeOfDay(rng), rng) });
+      for (let k = 0; k < np; k++)
+        out.push({ type: 'PAYMENT', scenario: null, event: payment(a, dayStart + timeOfDay(rng), rng) });
       const nw = rng.poisson(a.withdrawalsPerDay);
-      for (let k = 0; k < nw; k++) out.push({ type: 'WITHDRAWAL', scenario: null, event: withdrawal(a, dayStart + timeOfDay(rng), rng) });
+      for (let k = 0; k < nw; k++)
+        out.push({
+          type: 'WITHDRAWAL',
+          scenario: null,
+          event: withdrawal(a, dayStart + timeOfDay(rng), rng),
+        });
       if (rng.chance(opts.fraudRate)) {
         const start = dayStart + timeOfDay(rng);
         const before = out.length;
@@ -188,7 +204,9 @@ export function createSimulation(opts: SimulationOptions): Simulation {
         for (let k = before; k < out.length; k++) label(out[k]!, rng);
       }
     }
-    return out.sort((x, y) => x.event.event_time - y.event.event_time || (x.event.event_id < y.event.event_id ? -1 : 1));
+    return out.sort(
+      (x, y) => x.event.event_time - y.event.event_time || (x.event.event_id < y.event.event_id ? -1 : 1),
+    );
   }
 
   return {
@@ -198,7 +216,12 @@ export function createSimulation(opts: SimulationOptions): Simulation {
       let carry: SimEvent[] = [];
       for (let d = 0; d < opts.days; d++) {
         const end = opts.start + (d + 1) * DAY;
-        const all = carry.length ? [...carry, ...day(d)].sort((x, y) => x.event.event_time - y.event.event_time || (x.event.event_id < y.event.event_id ? -1 : 1)) : day(d);
+        const all = carry.length
+          ? [...carry, ...day(d)].sort(
+              (x, y) =>
+                x.event.event_time - y.event.event_time || (x.event.event_id < y.event.event_id ? -1 : 1),
+            )
+          : day(d);
         carry = [];
         for (const e of all) {
           if (e.event.event_time < end || d === opts.days - 1) yield e;

@@ -22,7 +22,10 @@ export interface LiveOptions {
  * the history (which ends now), so the features match what the model was trained on.
  */
 export async function produceLive(opts: LiveOptions): Promise<{ sent: number }> {
-  const producer = opts.kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner, allowAutoTopicCreation: false });
+  const producer = opts.kafka.producer({
+    createPartitioner: Partitioners.DefaultPartitioner,
+    allowAutoTopicCreation: false,
+  });
   await producer.connect();
   const sim = createSimulation(opts.sim);
   const it = sim.events();
@@ -43,8 +46,13 @@ export async function produceLive(opts: LiveOptions): Promise<{ sent: number }> 
           break;
         }
         const e = n.value;
-        if (e.type === 'PAYMENT') pay.push({ key: e.event.account_id, value: opts.codec.encode(RecordNames.PaymentEvent, e.event) });
-        else wd.push({ key: e.event.account_id, value: opts.codec.encode(RecordNames.WithdrawalEvent, e.event) });
+        if (e.type === 'PAYMENT')
+          pay.push({ key: e.event.account_id, value: opts.codec.encode(RecordNames.PaymentEvent, e.event) });
+        else
+          wd.push({
+            key: e.event.account_id,
+            value: opts.codec.encode(RecordNames.WithdrawalEvent, e.event),
+          });
       }
       const topicMessages = [];
       if (pay.length) topicMessages.push({ topic: opts.topics.payments, messages: pay });

@@ -26,7 +26,20 @@ export const CITIES: readonly City[] = [
 /** Countries fraudsters appear from (by IP / device), never a customer's home here. */
 export const FRAUD_COUNTRIES: readonly string[] = ['RU', 'NG', 'BR', 'VN', 'ID', 'RO'];
 
-export const MCCS: readonly string[] = ['5411', '5812', '5814', '5541', '5912', '5311', '5732', '5999', '4121', '7011', '5691', '5942'];
+export const MCCS: readonly string[] = [
+  '5411',
+  '5812',
+  '5814',
+  '5541',
+  '5912',
+  '5311',
+  '5732',
+  '5999',
+  '4121',
+  '7011',
+  '5691',
+  '5942',
+];
 /** MCCs favoured by card testers: digital goods, donations. */
 export const TESTING_MCCS: readonly string[] = ['5816', '8398', '5818'];
 
@@ -70,7 +83,12 @@ export function createWorld(rng: Rng, nAccounts: number): World {
   const onlineMerchants = merchants.filter((m) => m.online);
   const testingMerchants: Merchant[] = [];
   for (let i = 0; i < 8; i++) {
-    testingMerchants.push({ id: `m-digital-${i}`, mcc: rng.pick(TESTING_MCCS), city: rng.pick(CITIES), online: true });
+    testingMerchants.push({
+      id: `m-digital-${i}`,
+      mcc: rng.pick(TESTING_MCCS),
+      city: rng.pick(CITIES),
+      online: true,
+    });
   }
   const byCity = new Map<string, Merchant[]>();
   for (const m of merchants) if (!m.online) byCity.set(m.city.name, [...(byCity.get(m.city.name) ?? []), m]);
@@ -81,7 +99,8 @@ export function createWorld(rng: Rng, nAccounts: number): World {
     const local = byCity.get(city.name) ?? merchants;
     const favourites: Merchant[] = [];
     const nFav = rng.int(4, 12);
-    for (let k = 0; k < nFav; k++) favourites.push(rng.chance(0.7) ? rng.pick(local) : rng.pick(onlineMerchants));
+    for (let k = 0; k < nFav; k++)
+      favourites.push(rng.chance(0.7) ? rng.pick(local) : rng.pick(onlineMerchants));
     accounts.push({
       id: `acct-${i}`,
       city,
@@ -89,7 +108,10 @@ export function createWorld(rng: Rng, nAccounts: number): World {
       devices: Array.from({ length: rng.int(1, 2) }, (_, k) => `dev-${i}-${k}`),
       ips: Array.from({ length: rng.int(1, 2) }, () => ip(rng)),
       beneficiaries: Array.from({ length: rng.int(1, 3) }, (_, k) => `ben-${i}-${k}`),
-      atms: Array.from({ length: 2 }, () => `atm-${city.name.toLowerCase().replace(/ /g, '-')}-${rng.int(0, 40)}`),
+      atms: Array.from(
+        { length: 2 },
+        () => `atm-${city.name.toLowerCase().replace(/ /g, '-')}-${rng.int(0, 40)}`,
+      ),
       merchants: favourites,
       amountMu: Math.log(rng.logNormal(Math.log(3500), 0.6)),
       paymentsPerDay: rng.logNormal(Math.log(2.2), 0.5),

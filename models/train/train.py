@@ -129,6 +129,8 @@ def main() -> None:
     onx = onnxmltools.convert_lightgbm(
         clf, initial_types=[("features", FloatTensorType([None, len(names)]))], zipmap=False, target_opset=15
     )
+    # onnxmltools names the graph with a random uuid: fix it so the same data gives the same bytes.
+    onx.graph.name = f"{args.name}-{args.version}"
     args.out.mkdir(parents=True, exist_ok=True)
     onnx_bytes = onx.SerializeToString()
     (args.out / "model.onnx").write_bytes(onnx_bytes)

@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { createFramedCodec, createSchemaCatalog, createSchemas, RecordNames, type PaymentEvent } from '../../schemas/index.js';
+import {
+  createFramedCodec,
+  createSchemaCatalog,
+  createSchemas,
+  RecordNames,
+  type PaymentEvent,
+} from '../../schemas/index.js';
 import { isFraudstreamError } from '../../lib/errors.js';
 import { samplePayment, sampleWithdrawal } from '../fixtures.js';
 
@@ -25,7 +31,7 @@ describe('Confluent framing', () => {
     expect(d.name).toBe(RecordNames.PaymentEvent);
     expect({ ...d.value }).toEqual(p);
     const w = sampleWithdrawal();
-    expect({ ...codec.decode(codec.encode(RecordNames.WithdrawalEvent, w)).value }).toEqual(w);
+    expect({ ...codec.decode<object>(codec.encode(RecordNames.WithdrawalEvent, w)).value }).toEqual(w);
   });
 
   it('rejects a bad magic byte, an unknown schema id and truncated payloads with stable codes', () => {
@@ -39,9 +45,13 @@ describe('Confluent framing', () => {
     expect(codeOf(() => codec.decode(Buffer.alloc(0)))).toBe('FS_ERR_TRUNCATED_PAYLOAD');
     expect(codeOf(() => codec.decode(buf.subarray(0, 3)))).toBe('FS_ERR_TRUNCATED_PAYLOAD');
     for (const cut of [6, 20, buf.length - 1]) {
-      expect(['FS_ERR_TRUNCATED_PAYLOAD', 'FS_ERR_CORRUPT_PAYLOAD']).toContain(codeOf(() => codec.decode(buf.subarray(0, cut))));
+      expect(['FS_ERR_TRUNCATED_PAYLOAD', 'FS_ERR_CORRUPT_PAYLOAD']).toContain(
+        codeOf(() => codec.decode(buf.subarray(0, cut))),
+      );
     }
-    expect(codeOf(() => codec.decode(Buffer.concat([buf, Buffer.from([1, 2])])))).toBe('FS_ERR_CORRUPT_PAYLOAD');
+    expect(codeOf(() => codec.decode(Buffer.concat([buf, Buffer.from([1, 2])])))).toBe(
+      'FS_ERR_CORRUPT_PAYLOAD',
+    );
   });
 
   it('refuses a record of another type where one type is expected', () => {
@@ -64,20 +74,54 @@ describe('Confluent framing', () => {
         { name: 'amount_minor', type: 'long' },
       ],
     };
-    const v2 = { ...v1, fields: [...v1.fields, { name: 'merchant_risk', type: ['null', 'double'], default: null }] };
+    const v2 = {
+      ...v1,
+      fields: [...v1.fields, { name: 'merchant_risk', type: ['null', 'double'], default: null }],
+    };
     const writerCat = createSchemaCatalog({ entries: [{ id: 101, schema: v1 }] });
-    const readerCat = createSchemaCatalog({ entries: [{ id: 101, schema: v1 }, { id: 102, schema: v2 }] });
-    const old = createFramedCodec(writerCat).encode('fraudstream.v1.Probe', { event_id: 'e1', amount_minor: 1234 });
-    const d = createFramedCodec(readerCat).decode<{ event_id: string; amount_minor: number; merchant_risk: number | null }>(old);
+    const readerCat = createSchemaCatalog({
+      entries: [
+        { id: 101, schema: v1 },
+        { id: 102, schema: v2 },
+      ],
+    });
+    const old = createFramedCodec(writerCat).encode('fraudstream.v1.Probe', {
+      event_id: 'e1',
+      amount_minor: 1234,
+    });
+    const d = createFramedCodec(readerCat).decode<{
+      event_id: string;
+      amount_minor: number;
+      merchant_risk: number | null;
+    }>(old);
     expect(d.schemaId).toBe(101);
     expect({ ...d.value }).toEqual({ event_id: 'e1', amount_minor: 1234, merchant_risk: null });
   });
 
   it('reports an incompatible writer schema instead of decoding garbage', () => {
-    const v1 = { type: 'record', name: 'Probe', namespace: 'fraudstream.v1', fields: [{ name: 'a', type: 'string' }] };
-    const v2 = { ...v1, fields: [{ name: 'a', type: 'string' }, { name: 'b', type: 'long' }] };
-    const cat = createSchemaCatalog({ entries: [{ id: 1, schema: v1 }, { id: 2, schema: v2 }] });
-    const buf = createFramedCodec(createSchemaCatalog({ entries: [{ id: 1, schema: v1 }] })).encode('fraudstream.v1.Probe', { a: 'x' });
+    const v1 = {
+      type: 'record',
+      name: 'Probe',
+      namespace: 'fraudstream.v1',
+      fields: [{ name: 'a', type: 'string' }],
+    };
+    const v2 = {
+      ...v1,
+      fields: [
+        { name: 'a', type: 'string' },
+        { name: 'b', type: 'long' },
+      ],
+    };
+    const cat = createSchemaCatalog({
+      entries: [
+        { id: 1, schema: v1 },
+        { id: 2, schema: v2 },
+      ],
+    });
+    const buf = createFramedCodec(createSchemaCatalog({ entries: [{ id: 1, schema: v1 }] })).encode(
+      'fraudstream.v1.Probe',
+      { a: 'x' },
+    );
     expect(codeOf(() => createFramedCodec(cat).decode(buf))).toBe('FS_ERR_INCOMPATIBLE_SCHEMA');
   });
 });
@@ -107,7 +151,13 @@ describe('decodeEvent', () => {
   });
 
   it('rejects invalid events listing every problem', () => {
-    const bad = { ...samplePayment(), amount_minor: -5, currency: 'XYZ', country: 'gb', event_time: Date.UTC(1999, 0, 1) };
+    const bad = {
+      ...samplePayment(),
+      amount_minor: -5,
+      currency: 'XYZ',
+      country: 'gb',
+      event_time: Date.UTC(1999, 0, 1),
+    };
     const buf = schemas.codec.encode(RecordNames.PaymentEvent, bad);
     try {
       schemas.decodeEvent(buf, now);

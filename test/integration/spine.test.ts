@@ -1,0 +1,226 @@
+import type { Admin, Consumer, IHeaders, Producer } from 'kafkajs';
+import { Partitioners } from 'kafkajs';
+import type { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createSilentLogger } from '../../lib/logger.js';
+import { projectRoot } from '../../lib/paths.js';
+import { clearNamespace } from '../../replay/index.js';
+import { createSchemas, RecordNames, type Decision } from '../../schemas/index.js';
+import {
+  DeadLetterHeaders,
+  ensureTopics,
+  startScoringService,
+  type ScoringService,
+} from '../../scorer/index.js';
+import { createSimulation, type SimEvent } from '../../simulator/index.js';
+import { BROKERS, kafka, REDIS_URL, redis, uniq } from './stack.js';
+
+const schemas = createSchemas();
+const run = uniq('spine');
+const topics = {
+  payments: `${run}-payments`,
+  withdrawals: `${run}-withdrawals`,
+  decisions: `${run}-decisions`,
+  deadLetter: `${run}-dlq`,
+};
+const prefix = `${run}:`;
+
+function serviceConfig() {
+  return {
+    brokers: BROKERS,
+    groupId: `${run}-scorer`,
+    topics,
+    fromBeginning: true,
+    maxBatch: 64,
+    redisUrl: REDIS_URL,
+    featurePrefix: prefix,
+    modelManifest: `${projectRoot()}/models/default/manifest.json`,
+    policyVersion: 'test-policy',
+    includeFeatures: true,
+    http: { host: '127.0.0.1', port: 0 },
+  };
+}
+
+/** Reads a topic from the beginning until `n` records arrived, then `settleMs` more to catch extras. */
+async function readTopic(topic: string, n: number, settleMs = 1500, timeoutMs = 60_000) {
+  const c: Consumer = kafka().consumer({ groupId: uniq('reader'), maxWaitTimeInMs: 100 });
+  await c.connect();
+  await c.subscribe({ topic, fromBeginning: true });
+  const got: { key: string; value: Buffer; headers: IHeaders; partition: number }[] = [];
+  await c.run({
+    eachMessage: async ({ message, partition }) => {
+      got.push({
+        key: message.key!.toString(),
+        value: message.value!,
+        headers: message.headers ?? {},
+        partition,
+      });
+    },
+  });
+  const deadline = Date.now() + timeoutMs;
+  while (got.length < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  await new Promise((r) => setTimeout(r, settleMs));
+  await c.disconnect();
+  return got;
+}
+
+const encode = (e: SimEvent) =>
+  schemas.codec.encode(
+    e.type === 'PAYMENT' ? RecordNames.PaymentEvent : RecordNames.WithdrawalEvent,
+    e.event,
+  );
+
+describe('the spine: Avro events on Kafka -> decisions, on the real stack', () => {
+  let admin: Admin;
+  let producer: Producer;
+  let r: Redis;
+  let service: ScoringService | undefined;
+  const events: SimEvent[] = [];
+
+  beforeAll(async () => {
+    admin = kafka().admin();
+    await admin.connect();
+    await ensureTopics(admin, Object.values(topics), 3);
+    producer = kafka().producer({ createPartitioner: Partitioners.DefaultPartitioner });
+    await producer.connect();
+    r = await redis();
+    // A real slice of simulated history, with both event types.
+    const sim = createSimulation({
+      seed: 5,
+      accounts: 50,
+      days: 2,
+      start: Date.UTC(2026, 0, 1),
+      fraudRate: 0.05,
+    });
+    let pays = 0;
+    let wds = 0;
+    for (const e of sim.events()) {
+      if (e.type === 'PAYMENT' && pays < 30) {
+        pays++;
+        events.push(e);
+      }
+      if (e.type === 'WITHDRAWAL' && wds < 9) {
+        wds++;
+        events.push(e);
+      }
+      if (pays >= 30 && wds >= 9) break;
+    }
+  });
+
+  afterAll(async () => {
+    await service?.stop();
+    await producer.disconnect();
+    await admin.deleteTopics({ topics: Object.values(topics) }).catch(() => undefined);
+    await admin.disconnect();
+    await clearNamespace(r, run);
+    r.disconnect();
+  });
+
+  it('N records with one malformed give exactly N-1 decisions and exactly one dead letter', async () => {
+    const malformed = Buffer.from('{"event_id": "not avro"}');
+    await producer.send({
+      topic: topics.payments,
+      messages: [
+        ...events
+          .filter((e) => e.type === 'PAYMENT')
+          .map((e) => ({ key: e.event.account_id, value: encode(e) })),
+        { key: 'acct-bad', value: malformed },
+      ],
+    });
+    await producer.send({
+      topic: topics.withdrawals,
+      messages: events
+        .filter((e) => e.type === 'WITHDRAWAL')
+        .map((e) => ({ key: e.event.account_id, value: encode(e) })),
+    });
+    const n = events.length + 1;
+
+    service = await startScoringService(serviceConfig(), createSilentLogger());
+
+    const decisions = await readTopic(topics.decisions, n - 1);
+    expect(decisions).toHaveLength(n - 1);
+    const byId = new Map<string, Decision>();
+    for (const m of decisions) {
+      const d = schemas.codec.decode<Decision>(m.value, [RecordNames.Decision]).value;
+      expect(m.key).toBe(d.account_id);
+      expect(d.score).toBeGreaterThanOrEqual(0);
+      expect(d.score).toBeLessThanOrEqual(1);
+      expect(['APPROVE', 'FLAG']).toContain(d.outcome);
+      expect(d.model_version).toBe(service.model.version);
+      expect(d.policy_version).toBe('test-policy');
+      expect(d.features).toHaveLength(service.model.manifest.feature_names.length);
+      expect(d.latency_us).toBeGreaterThan(0);
+      byId.set(d.event_id, d);
+    }
+    expect([...byId.keys()].sort()).toEqual(events.map((e) => e.event.event_id).sort());
+    for (const e of events) expect(byId.get(e.event.event_id)!.event_type).toBe(e.type);
+
+    const dead = await readTopic(topics.deadLetter, 1);
+    expect(dead).toHaveLength(1);
+    const h = (k: string) => dead[0]!.headers[k]?.toString();
+    expect(h(DeadLetterHeaders.code)).toBe('FS_ERR_BAD_MAGIC_BYTE');
+    expect(h(DeadLetterHeaders.topic)).toBe(topics.payments);
+    expect(Number(h(DeadLetterHeaders.offset))).toBeGreaterThanOrEqual(0);
+    expect(dead[0]!.value.equals(malformed)).toBe(true);
+  });
+
+  it('serves health, readiness and metrics that count what happened', async () => {
+    const url = service!.url;
+    expect((await fetch(`${url}/healthz`)).status).toBe(200);
+    const ready = await fetch(`${url}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toEqual({
+      status: 'ready',
+      checks: { kafka: true, redis: true, model: true },
+    });
+    const metrics = await (await fetch(`${url}/metrics`)).text();
+    const total = [...metrics.matchAll(/^fraudstream_events_total\{[^}]*\} (\d+)$/gm)].reduce(
+      (a, m) => a + Number(m[1]),
+      0,
+    );
+    expect(total).toBe(events.length);
+    expect(metrics).toMatch(
+      /^fraudstream_dead_letter_total\{reason="FS_ERR_BAD_MAGIC_BYTE",topic="[^"]+"\} 1$/m,
+    );
+    expect(metrics).toMatch(/^fraudstream_decision_latency_seconds_count\{type="PAYMENT"\} \d+$/m);
+  });
+
+  it('commits offsets only past decided records, so a restarted scorer decides only new ones, and a replayed event_id gets its first decision', async () => {
+    await service!.stop();
+    service = undefined;
+    const offsets = await admin.fetchOffsets({
+      groupId: `${run}-scorer`,
+      topics: [topics.payments, topics.withdrawals],
+    });
+    for (const t of offsets) {
+      const high = await admin.fetchTopicOffsets(t.topic);
+      for (const p of t.partitions)
+        expect(p.offset).toBe(high.find((h) => h.partition === p.partition)!.high);
+    }
+
+    const first = (await readTopic(topics.decisions, events.length, 0)).map(
+      (m) => schemas.codec.decode<Decision>(m.value).value,
+    );
+    const repeat = events[3]!;
+    await producer.send({
+      topic: repeat.type === 'PAYMENT' ? topics.payments : topics.withdrawals,
+      messages: [{ key: repeat.event.account_id, value: encode(repeat) }],
+    });
+    service = await startScoringService(serviceConfig(), createSilentLogger());
+
+    const all = (await readTopic(topics.decisions, events.length + 1)).map(
+      (m) => schemas.codec.decode<Decision>(m.value).value,
+    );
+    expect(all).toHaveLength(events.length + 1);
+    const copies = all.filter((d) => d.event_id === repeat.event.event_id);
+    expect(copies).toHaveLength(2);
+    const original = first.find((d) => d.event_id === repeat.event.event_id)!;
+    for (const c of copies) {
+      expect(c.score).toBe(original.score);
+      expect(c.outcome).toBe(original.outcome);
+      expect(c.features).toEqual(original.features);
+    }
+    const metrics = await (await fetch(`${service.url}/metrics`)).text();
+    expect(metrics).toMatch(/^fraudstream_duplicate_events_total\{type="[A-Z]+"\} 1$/m);
+  });
+});

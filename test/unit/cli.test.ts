@@ -1,0 +1,78 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parseOptions, replayOptions, scoreOptions, simulateOptions } from '../../cli/options.js';
+import { isFraudstreamError } from '../../lib/errors.js';
+import { projectRoot } from '../../lib/paths.js';
+
+const root = projectRoot();
+const bin = join(root, 'bin', 'fraudstream.js');
+const commands = { score: scoreOptions, simulate: simulateOptions, replay: replayOptions };
+
+describe('fraudstream CLI (the compiled build)', () => {
+  it.each(Object.entries(commands))('%s --help lists every flag and exits 0', (name, defs) => {
+    const out = execFileSync(process.execPath, [bin, name, '--help'], { encoding: 'utf8' });
+    expect(out).toContain(`Usage: fraudstream ${name}`);
+    for (const d of defs) expect(out).toContain(`--${d.flag}`);
+  });
+
+  it('reports every bad flag at once and exits 2', () => {
+    const r = spawnSync(process.execPath, [bin, 'simulate', '--days', 'ten', '--bogus', '--rate', 'x'], {
+      encoding: 'utf8',
+    });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain('--days: "ten" is not a whole number');
+    expect(r.stderr).toContain('unknown flag --bogus');
+    expect(r.stderr).toContain('--rate: "x" is not a number');
+  });
+
+  it('refuses an unknown command', () => {
+    const r = spawnSync(process.execPath, [bin, 'frobnicate'], { encoding: 'utf8' });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain('unknown command "frobnicate"');
+  });
+});
+
+describe('option parsing', () => {
+  it('takes flags over environment variables over defaults', () => {
+    const env = { FRAUDSTREAM_HTTP_PORT: '9000', FRAUDSTREAM_GROUP_ID: 'from-env' };
+    const o = parseOptions(scoreOptions, ['--group-id', 'from-flag', '--no-include-features'], env);
+    expect(o['group-id']).toBe('from-flag');
+    expect(o['http-port']).toBe(9000);
+    expect(o['include-features']).toBe(false);
+    expect(o['max-batch']).toBe(512);
+  });
+
+  it('rejects a malformed environment variable with its name', () => {
+    try {
+      parseOptions(scoreOptions, [], { FRAUDSTREAM_MAX_BATCH: 'lots', FRAUDSTREAM_FROM_BEGINNING: 'maybe' });
+      expect.unreachable();
+    } catch (e) {
+      expect(isFraudstreamError(e, 'BAD_CONFIG')).toBe(true);
+      expect((e as Error).message).toContain('FRAUDSTREAM_MAX_BATCH');
+      expect((e as Error).message).toContain('FRAUDSTREAM_FROM_BEGINNING');
+    }
+  });
+
+  it('requires the required flags', () => {
+    expect(() => parseOptions(replayOptions, [], {})).toThrow(/--in is required/);
+  });
+});
+
+describe('README', () => {
+  const readme = readFileSync(join(root, 'README.md'), 'utf8');
+  it('documents every flag and environment variable of every command', () => {
+    for (const defs of Object.values(commands)) {
+      for (const d of defs) {
+        expect(readme, `--${d.flag}`).toContain(`\`--${d.flag}\``);
+        if (d.env) expect(readme, d.env).toContain(`\`${d.env}\``);
+      }
+    }
+  });
+
+  it('gives the two commands for a fresh machine', () => {
+    expect(readme).toContain('make demo');
+    expect(readme).toContain('make test');
+  });
+});
