@@ -93,6 +93,13 @@ export const scoreOptions: OptionDef[] = [
     help: 'output topic of Decision records',
   },
   {
+    flag: 'topic-labels',
+    env: 'FRAUDSTREAM_TOPIC_LABELS',
+    type: 'string',
+    default: 'labels',
+    help: 'Label records (verdicts, chargebacks) feeding the label-informed risk features',
+  },
+  {
     flag: 'topic-dead-letter',
     env: 'FRAUDSTREAM_TOPIC_DEAD_LETTER',
     type: 'string',
@@ -127,6 +134,13 @@ export const scoreOptions: OptionDef[] = [
     type: 'string',
     default: 'fs:',
     help: 'Redis key prefix of the live feature store',
+  },
+  {
+    flag: 'allowed-lateness-ms',
+    env: 'FRAUDSTREAM_ALLOWED_LATENESS_MS',
+    type: 'int',
+    default: 86_400_000,
+    help: "how far (event time) behind an entity's newest event an event may be and still update its windows",
   },
   ...modelOptions,
   {

@@ -1,39 +1,33 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Cluster, Redis, Result } from 'ioredis';
+import { Cluster, type Redis, type Result } from 'ioredis';
 import { fail } from '../lib/errors.js';
 import { projectRoot } from '../lib/paths.js';
-import type { ScoringEvent } from '../schemas/index.js';
-import { FEATURE_NAMES, specHash } from './spec.js';
+import type { Label, ScoringEvent } from '../schemas/index.js';
+import { assembleRow, entityIds, parseEntityValues, type EntityRaw } from './assemble.js';
+import { ENTITIES, FEATURE_NAMES, specHash } from './spec.js';
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
-/** `account_since_last_s` when the account has no earlier event. */
-export const NO_PREVIOUS_EVENT_S = 30 * 86_400;
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
-    fsAccount(
-      eventsKey: string,
-      dedupeKey: string,
-      eventId: string,
-      eventTime: number,
-      amountMinor: number,
-      retentionMs: number,
-      ttlMs: number,
-      dedupeTtlMs: number,
-    ): Result<number[], Context>;
+    fsEntity(base: string, ...argv: (string | number)[]): Result<[number, number, string], Context>;
+    fsLabelLookup(accountBase: string, eventId: string): Result<string | null, Context>;
+    fsLabelApply(entityBase: string, labelledAt: number, latenessMs: number): Result<number, Context>;
   }
 }
 
 export interface FeatureEngineOptions {
   redis: Redis | Cluster;
-  /** Key prefix, e.g. `fs:` live or `replay:<run>:` for replay. No braces: the hash tag follows it. */
+  /** Key prefix, e.g. `fs:` live or `replay:` for replay. No braces: the hash tag follows it. */
   prefix?: string;
-  /** How late (event time) an event may arrive and still update windows exactly. Default 24 h. */
+  /** How late (event time, behind the entity's newest event) an event may be and still update. Default 24 h. */
   allowedLatenessMs?: number;
-  /** How long an event's dedupe record lives. Default 7 days. */
-  dedupeTtlMs?: number;
+  /** How long (event time) a repeated event_id is recognised. Default 7 days. */
+  dedupeHorizonMs?: number;
+  /** How long after an event a label for it can still be applied. Default 90 days. */
+  labelHorizonMs?: number;
 }
 
 export interface FeatureBatch {
@@ -41,8 +35,10 @@ export interface FeatureBatch {
   matrix: Float32Array;
   rows: number;
   cols: number;
-  /** 1 where the event id had been seen before (its first vector is returned). */
+  /** 1 where the event id had been seen before (its first vector is returned, nothing changes). */
   duplicate: Uint8Array;
+  /** 1 where the event was later than the allowed lateness for its account: scored, not added. */
+  late: Uint8Array;
 }
 
 export interface FeatureEngine {
@@ -50,68 +46,139 @@ export interface FeatureEngine {
   readonly specHash: string;
   readonly cols: number;
   readonly prefix: string;
-  /** Features of each event from the history strictly before it; then adds it. One pipelined round trip. */
+  /**
+   * Features of each event from the history before it, then adds it: one EVALSHA per entity of each
+   * event, all pipelined into one round trip (on a cluster, one per master, in parallel).
+   */
   computeBatch(events: readonly ScoringEvent[]): Promise<FeatureBatch>;
+  /** Counts confirmed-fraud labels on the labelled events' merchant, device and destination. */
+  applyLabels(labels: readonly Label[]): Promise<{ applied: number }>;
 }
 
-// Read from the source tree, so the compiled build and the sources share one script.
-const LUA = readFileSync(join(projectRoot(), 'features', 'account.lua'), 'utf8');
+const lua = (file: string) => readFileSync(join(projectRoot(), 'features', file), 'utf8');
+const ENTITY_LUA = lua('entity.lua');
+const LABEL_LOOKUP_LUA = lua('label.lua');
+const LABEL_APPLY_LUA = lua('label_apply.lua');
+
+function defineCommands(redis: Redis | Cluster): void {
+  if (typeof (redis as { fsEntity?: unknown }).fsEntity === 'function') return;
+  redis.defineCommand('fsEntity', { numberOfKeys: 1, lua: ENTITY_LUA });
+  redis.defineCommand('fsLabelLookup', { numberOfKeys: 1, lua: LABEL_LOOKUP_LUA });
+  redis.defineCommand('fsLabelApply', { numberOfKeys: 1, lua: LABEL_APPLY_LUA });
+}
+
+type Call = [base: string, ...argv: (string | number)[]];
+
+/** Sends the calls in one round trip: a pipeline on one Redis; auto-pipelined per node on a cluster. */
+async function run<T>(
+  redis: Redis | Cluster,
+  calls: Call[],
+  send: (target: Redis | Cluster | ReturnType<Redis['pipeline']>, c: Call) => unknown,
+): Promise<T[]> {
+  if (calls.length === 0) return [];
+  if (redis instanceof Cluster) {
+    try {
+      return (await Promise.all(calls.map((c) => send(redis, c)))) as T[];
+    } catch (e) {
+      fail('FEATURE_STORE', (e as Error).message, undefined, e);
+    }
+  }
+  const pipe = redis.pipeline();
+  for (const c of calls) send(pipe, c);
+  const res = await pipe.exec();
+  if (!res) fail('FEATURE_STORE', 'pipeline returned nothing');
+  return res.map(([err, v]) => {
+    if (err) fail('FEATURE_STORE', err.message, undefined, err);
+    return v as T;
+  });
+}
 
 export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
   const prefix = opts.prefix ?? 'fs:';
   if (/[{}]/.test(prefix))
     fail('BAD_CONFIG', `feature key prefix ${JSON.stringify(prefix)} must not contain braces`);
   const lateness = opts.allowedLatenessMs ?? DAY;
-  const dedupeTtl = opts.dedupeTtlMs ?? 7 * DAY;
-  const retention = DAY + lateness;
-  const ttl = retention + HOUR;
+  const dedupe = opts.dedupeHorizonMs ?? 7 * DAY;
+  const labelHorizon = opts.labelHorizonMs ?? 90 * DAY;
   const redis = opts.redis;
-  if (typeof (redis as { fsAccount?: unknown }).fsAccount !== 'function')
-    redis.defineCommand('fsAccount', { numberOfKeys: 2, lua: LUA });
+  defineCommands(redis);
   const cols = FEATURE_NAMES.length;
+  const base = (k: number, id: string) => `${prefix}{${ENTITIES[k]!.tag}:${id}}`;
 
   return {
     names: FEATURE_NAMES,
     specHash: specHash(),
     cols,
     prefix,
+
     async computeBatch(events) {
       const rows = events.length;
       const matrix = new Float32Array(rows * cols);
       const duplicate = new Uint8Array(rows);
-      if (rows === 0) return { matrix, rows, cols, duplicate };
-      const pipe = redis.pipeline();
-      for (const { event: e } of events) {
-        const tag = `{a:${e.account_id}}`;
-        pipe.fsAccount(
-          `${prefix}${tag}:ev`,
-          `${prefix}${tag}:seen:${e.event_id}`,
-          e.event_id,
-          e.event_time,
-          e.amount_minor,
-          retention,
-          ttl,
-          dedupeTtl,
-        );
-      }
-      const results = await pipe.exec();
-      if (!results) fail('FEATURE_STORE', 'pipeline returned nothing');
-      for (let i = 0; i < rows; i++) {
-        const [err, raw] = results[i]!;
-        if (err) fail('FEATURE_STORE', err.message, undefined, err);
-        const r = raw as number[];
-        const ev = events[i]!;
-        const o = i * cols;
-        duplicate[i] = r[0] === 1 ? 1 : 0;
-        matrix[o] = ev.type === 'WITHDRAWAL' ? 1 : 0;
-        matrix[o + 1] = Math.log1p(ev.event.amount_minor);
-        matrix[o + 2] = r[1]!;
-        matrix[o + 3] = Math.log1p(r[2]!);
-        matrix[o + 4] = r[3]!;
-        matrix[o + 5] = Math.log1p(r[4]!);
-        matrix[o + 6] = r[5]! < 0 ? NO_PREVIOUS_EVENT_S : Math.min(r[5]! / 1000, NO_PREVIOUS_EVENT_S);
-      }
-      return { matrix, rows, cols, duplicate };
+      const late = new Uint8Array(rows);
+      const calls: Call[] = [];
+      const owner: [row: number, entity: number][] = [];
+      events.forEach((ev, row) => {
+        const e = ev.event;
+        const ids = entityIds(ev);
+        ids.forEach((id, k) => {
+          if (id === null) return;
+          const def = ENTITIES[k]!;
+          const argv: (string | number)[] = [
+            e.event_id,
+            e.event_time,
+            e.amount_minor,
+            lateness,
+            dedupe,
+            labelHorizon,
+            def.role,
+          ];
+          if (def.role === 'a') {
+            argv.push(ids[1] ?? '', ids[4] ?? '', ids[2] ?? '', ids[5] ?? '', e.country);
+            argv.push(e.lat ?? '', e.lon ?? '');
+          }
+          calls.push([base(k, id), ...argv]);
+          owner.push([row, k]);
+        });
+      });
+      const replies = await run<[number, number, string]>(redis, calls, (t, [b, ...argv]) =>
+        t.fsEntity(b, ...argv),
+      );
+      const raws: (EntityRaw | null)[][] = events.map(() => ENTITIES.map(() => null));
+      replies.forEach(([dup, isLate, values], i) => {
+        const [row, k] = owner[i]!;
+        raws[row]![k] = parseEntityValues(ENTITIES[k]!.role, dup === 1, isLate === 1, values);
+      });
+      events.forEach((ev, row) => {
+        const acct = raws[row]![0]!;
+        duplicate[row] = acct.duplicate ? 1 : 0;
+        late[row] = acct.late ? 1 : 0;
+        assembleRow(ev, raws[row]!, matrix, row * cols);
+      });
+      return { matrix, rows, cols, duplicate, late };
+    },
+
+    async applyLabels(labels) {
+      const fraud = labels.filter((l) => l.label === 'FRAUD');
+      const found = await run<string | null>(
+        redis,
+        fraud.map((l) => [base(0, l.account_id), l.event_id]),
+        (t, [b, id]) => t.fsLabelLookup(b, id as string),
+      );
+      const calls: Call[] = [];
+      found.forEach((rec, i) => {
+        if (!rec) return;
+        const [merchant, device, destination] = rec.split('\t');
+        const at = fraud[i]!.labelled_at;
+        const targets: [number, string | undefined][] = [
+          [4, merchant],
+          [2, device],
+          [5, destination],
+        ];
+        for (const [k, id] of targets) if (id) calls.push([base(k, id), at, lateness]);
+      });
+      await run(redis, calls, (t, [b, at, l]) => t.fsLabelApply(b, at as number, l as number));
+      return { applied: found.filter(Boolean).length };
     },
   };
 }

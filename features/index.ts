@@ -1,8 +1,24 @@
 export {
   createFeatureEngine,
-  NO_PREVIOUS_EVENT_S,
   type FeatureEngine,
   type FeatureEngineOptions,
   type FeatureBatch,
 } from './engine.js';
-export { FEATURES, FEATURE_NAMES, specHash, ENGINE_SEMANTICS_VERSION, type FeatureDef } from './spec.js';
+export {
+  FEATURES,
+  FEATURE_NAMES,
+  ENTITIES,
+  WINDOWS,
+  DIMENSIONS,
+  LABEL_WINDOW_INDEX,
+  LABEL_WINDOW_NAMES,
+  NO_PREVIOUS_EVENT_S,
+  specHash,
+  featureTableMarkdown,
+  ENGINE_SEMANTICS_VERSION,
+  type FeatureDef,
+  type EntityDef,
+  type EntityName,
+  type WindowDef,
+} from './spec.js';
+export { assembleRow, entityIds, parseEntityValues, haversineKm, type EntityRaw } from './assemble.js';

@@ -65,17 +65,35 @@ export async function clearNamespace(redis: Redis | Cluster, namespace: string):
     do {
       const [next, keys] = await node.scan(cursor, 'MATCH', `${namespace}:*`, 'COUNT', 1000);
       cursor = next;
-      if (keys.length) n += await node.unlink(...keys);
+      if (keys.length) {
+        // One key per command: a cluster refuses multi-key commands across slots.
+        const pipe = node.pipeline();
+        for (const k of keys) pipe.unlink(k);
+        for (const [, v] of (await pipe.exec()) ?? []) n += Number(v ?? 0);
+      }
     } while (cursor !== '0');
   }
   return n;
 }
 
-async function loadLabels(path: string, catalog: SchemaCatalog): Promise<Map<string, Label>> {
-  const m = new Map<string, Label>();
-  if (!existsSync(path)) return m;
-  for await (const l of readContainer<Label>(path, catalog.reader(RecordNames.Label))) m.set(l.event_id, l);
-  return m;
+/** Labels by event id (the last one of an event wins: the label known at the end of the history),
+ * and all labels in labelled_at order, to feed the label-informed features as time passes. */
+async function loadLabels(
+  path: string,
+  catalog: SchemaCatalog,
+): Promise<{ byEvent: Map<string, Label>; inOrder: Label[] }> {
+  const byEvent = new Map<string, Label>();
+  const inOrder: Label[] = [];
+  if (!existsSync(path)) return { byEvent, inOrder };
+  for await (const l of readContainer<Label>(path, catalog.reader(RecordNames.Label))) {
+    byEvent.set(l.event_id, l);
+    inOrder.push(l);
+  }
+  inOrder.sort(
+    (a, b) =>
+      a.labelled_at - b.labelled_at || (a.event_id < b.event_id ? -1 : a.event_id > b.event_id ? 1 : 0),
+  );
+  return { byEvent, inOrder };
 }
 
 /**
@@ -98,7 +116,10 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayResult> {
   const cleared = await clearNamespace(opts.redis, opts.namespace);
   logger.info({ namespace: opts.namespace, cleared }, 'replay namespace cleared');
 
-  const labels = await loadLabels(join(opts.inDir, INPUT_FILES.labels), catalog);
+  const { byEvent: labels, inOrder: labelStream } = await loadLabels(
+    join(opts.inDir, INPUT_FILES.labels),
+    catalog,
+  );
   const features = createFeatureEngine({ redis: opts.redis, prefix: `${opts.namespace}:` });
   const engine =
     opts.model && opts.policy
@@ -190,7 +211,18 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayResult> {
       catalog.reader(RecordNames.WithdrawalEvent),
     ),
   );
+  let nextLabel = 0;
+  let labelsApplied = 0;
   for await (const e of stream) {
+    // A label counts for the events at or after its labelled_at: apply it between them.
+    if (nextLabel < labelStream.length && labelStream[nextLabel]!.labelled_at <= e.event.event_time) {
+      await flush(batch);
+      batch = [];
+      const due: Label[] = [];
+      while (nextLabel < labelStream.length && labelStream[nextLabel]!.labelled_at <= e.event.event_time)
+        due.push(labelStream[nextLabel++]!);
+      labelsApplied += (await features.applyLabels(due)).applied;
+    }
     batch.push(e);
     if (batch.length >= opts.batchSize) {
       await flush(batch);
@@ -216,6 +248,7 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayResult> {
       recall: positives ? flaggedFraud / positives : 0,
       roc_auc: rocAuc(scores, truth),
       pr_auc: prAuc(scores, truth),
+      labels_applied: labelsApplied,
       model_version: opts.model!.version,
       policy_version: opts.policy!.version,
       events_per_second: result.eventsPerSecond,

@@ -9,13 +9,21 @@ import {
 import type { Clock } from '../lib/clock.js';
 import { Errors, FraudstreamError, isFraudstreamError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
-import { RecordNames, type EventType, type Schemas, type ScoringEvent } from '../schemas/index.js';
+import {
+  RecordNames,
+  type EventType,
+  type Label,
+  type Schemas,
+  type ScoringEvent,
+} from '../schemas/index.js';
 import type { DecisionEngine } from './engine.js';
 import type { ScorerMetrics } from './metrics.js';
 
 export interface Topics {
   payments: string;
   withdrawals: string;
+  /** Labels (analyst verdicts, chargebacks): they feed the label-informed risk features. */
+  labels: string;
   decisions: string;
   deadLetter: string;
 }
@@ -26,6 +34,8 @@ export interface KafkaScorerOptions {
   topics: Topics;
   schemas: Schemas;
   engine: DecisionEngine;
+  /** Applies labels to the feature store (FeatureEngine.applyLabels). */
+  applyLabels: (labels: Label[]) => Promise<{ applied: number }>;
   metrics: ScorerMetrics;
   logger: Logger;
   clock: Clock;
@@ -95,11 +105,36 @@ export function createKafkaScorer(opts: KafkaScorerOptions): KafkaScorer {
     };
   };
 
+  const processLabels = async (
+    topic: string,
+    partition: number,
+    msgs: EachBatchPayload['batch']['messages'],
+  ) => {
+    const labels: Label[] = [];
+    const dead: Message[] = [];
+    for (const m of msgs) {
+      try {
+        labels.push(schemas.codec.decode<Label>(m.value ?? Buffer.alloc(0), [RecordNames.Label]).value);
+      } catch (err) {
+        if (isFraudstreamError(err) && err.retriable) throw err;
+        dead.push(deadLetter(topic, partition, m, err));
+      }
+    }
+    const { applied } = await opts.applyLabels(labels);
+    if (dead.length)
+      await producer!.sendBatch({ topicMessages: [{ topic: topics.deadLetter, messages: dead }], acks: -1 });
+    const fraud = labels.filter((l) => l.label === 'FRAUD').length;
+    metrics.labels.inc({ label: 'FRAUD', applied: 'yes' }, applied);
+    if (fraud > applied) metrics.labels.inc({ label: 'FRAUD', applied: 'no' }, fraud - applied);
+    if (labels.length > fraud) metrics.labels.inc({ label: 'LEGIT', applied: 'no' }, labels.length - fraud);
+  };
+
   const processChunk = async (
     topic: string,
     partition: number,
     msgs: EachBatchPayload['batch']['messages'],
   ) => {
+    if (topic === topics.labels) return processLabels(topic, partition, msgs);
     const readAt = clock.monoMicros();
     const now = clock.now();
     const events: ScoringEvent[] = [];
@@ -119,7 +154,7 @@ export function createKafkaScorer(opts: KafkaScorerOptions): KafkaScorer {
         dead.push(deadLetter(topic, partition, m, err));
       }
     }
-    const { decisions, duplicate } = await engine.decide(events, readAts);
+    const { decisions, duplicate, late } = await engine.decide(events, readAts);
     const out: { topic: string; messages: Message[] }[] = [];
     if (decisions.length) {
       out.push({
@@ -134,6 +169,7 @@ export function createKafkaScorer(opts: KafkaScorerOptions): KafkaScorer {
       metrics.events.inc({ type: d.event_type, outcome: d.outcome });
       metrics.latency.observe({ type: d.event_type }, d.latency_us / 1e6);
       if (duplicate[i]) metrics.duplicates.inc({ type: d.event_type });
+      if (late[i]) metrics.late.inc({ type: d.event_type });
     }
     metrics.batchSize.observe(msgs.length);
   };
@@ -190,7 +226,7 @@ export function createKafkaScorer(opts: KafkaScorerOptions): KafkaScorer {
       });
       await consumer.connect();
       await consumer.subscribe({
-        topics: [topics.payments, topics.withdrawals],
+        topics: [topics.payments, topics.withdrawals, topics.labels],
         fromBeginning: opts.fromBeginning ?? true,
       });
       await consumer.run({ eachBatchAutoResolve: false, autoCommit: true, eachBatch });

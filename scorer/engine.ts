@@ -20,6 +20,8 @@ export interface DecidedBatch {
   decisions: Decision[];
   /** 1 where the event id had been seen before (the decision repeats the first one). */
   duplicate: Uint8Array;
+  /** 1 where the event was later than the allowed lateness: scored, not added to the windows. */
+  late: Uint8Array;
   matrix: Float32Array;
   cols: number;
 }
@@ -67,7 +69,7 @@ export function createDecisionEngine(opts: DecisionEngineOptions): DecisionEngin
           features: includeFeatures ? Array.from(fb.matrix.subarray(i * cols, (i + 1) * cols)) : null,
         };
       }
-      return { decisions, duplicate: fb.duplicate, matrix: fb.matrix, cols };
+      return { decisions, duplicate: fb.duplicate, late: fb.late, matrix: fb.matrix, cols };
     },
   };
 }

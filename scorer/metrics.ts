@@ -6,6 +6,8 @@ export interface ScorerMetrics {
   latency: Histogram<'type'>;
   deadLetters: Counter<'reason' | 'topic'>;
   duplicates: Counter<'type'>;
+  late: Counter<'type'>;
+  labels: Counter<'label' | 'applied'>;
   batchSize: Histogram<string>;
   batchRetries: Counter<string>;
 }
@@ -40,6 +42,18 @@ export function createScorerMetrics(opts: { defaultMetrics?: boolean } = {}): Sc
       name: 'fraudstream_duplicate_events_total',
       help: 'Events whose event_id had been seen before (aggregates unchanged, first decision repeated)',
       labelNames: ['type'],
+      registers,
+    }),
+    late: new Counter({
+      name: 'fraudstream_late_events_total',
+      help: 'Events later than the allowed lateness: scored, not added to the windows',
+      labelNames: ['type'],
+      registers,
+    }),
+    labels: new Counter({
+      name: 'fraudstream_labels_total',
+      help: 'Labels consumed, by label and whether they changed a risk feature (a FRAUD label seen for the first time)',
+      labelNames: ['label', 'applied'],
       registers,
     }),
     batchSize: new Histogram({

@@ -20,6 +20,8 @@ export interface ScoringServiceConfig {
   maxBatch: number;
   redisUrl: string;
   featurePrefix: string;
+  /** Default 24 h. */
+  allowedLatenessMs?: number;
   modelManifest: string;
   /** Overrides the manifest's threshold. */
   threshold?: number;
@@ -63,7 +65,11 @@ export async function startScoringService(
   });
   redis.on('error', (err) => logger.warn({ err: err.message }, 'redis error'));
   await redis.connect();
-  const features = createFeatureEngine({ redis, prefix: cfg.featurePrefix });
+  const features = createFeatureEngine({
+    redis,
+    prefix: cfg.featurePrefix,
+    ...(cfg.allowedLatenessMs !== undefined ? { allowedLatenessMs: cfg.allowedLatenessMs } : {}),
+  });
   const model = await createModelRunner({
     manifestPath: cfg.modelManifest,
     featureNames: features.names,
@@ -93,6 +99,7 @@ export async function startScoringService(
     topics: cfg.topics,
     schemas,
     engine,
+    applyLabels: (labels) => features.applyLabels(labels),
     metrics,
     logger,
     clock,

@@ -28,7 +28,7 @@ const int = (name: string, dflt: number): number => {
 };
 
 const seconds = int('DEMO_SECONDS', 0);
-const rate = int('DEMO_RATE', 2000);
+const rate = int('DEMO_RATE', 400);
 const accounts = int('DEMO_ACCOUNTS', 2000);
 const days = int('DEMO_DAYS', 14);
 const run = Date.now().toString(36);

@@ -11,6 +11,9 @@ cache="$root/.cache"
 kafka_port="${FRAUDSTREAM_KAFKA_PORT:-19092}"
 controller_port="${FRAUDSTREAM_KAFKA_CONTROLLER_PORT:-19093}"
 redis_port="${FRAUDSTREAM_REDIS_PORT:-16379}"
+# A 3-master Redis Cluster for the feature engine's cluster tests: ports base, base+1, base+2.
+cluster_base="${FRAUDSTREAM_REDIS_CLUSTER_PORT:-17001}"
+cluster_ports=("$cluster_base" "$((cluster_base + 1))" "$((cluster_base + 2))")
 kafka_version=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$root/scripts/kafka/pom.xml")
 kafka_libs="$cache/kafka-$kafka_version/libs"
 kafka_heap="${FRAUDSTREAM_KAFKA_HEAP:-768m}"
@@ -112,6 +115,45 @@ redis_up() {
   say "redis starting on 127.0.0.1:$redis_port"
 }
 
+cluster_up() {
+  local dir="$state/redis-cluster" started=0 port
+  mkdir -p "$dir"
+  for port in "${cluster_ports[@]}"; do
+    if alive "$dir/$port.pid"; then continue; fi
+    port_open "$port" && die "port $port is taken by another process; set FRAUDSTREAM_REDIS_CLUSTER_PORT"
+    mkdir -p "$dir/$port"
+    rm -f "$dir/$port/nodes.conf"
+    redis-server --bind 127.0.0.1 --port "$port" --dir "$dir/$port" --daemonize yes \
+      --pidfile "$dir/$port.pid" --logfile "$dir/$port/redis.log" --save '' --appendonly no \
+      --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 5000 >/dev/null
+    started=1
+  done
+  [ "$started" = 1 ] || { say "redis cluster already running on ${cluster_ports[*]}"; return 0; }
+  for port in "${cluster_ports[@]}"; do
+    until redis-cli -p "$port" ping 2>/dev/null | grep -q PONG; do sleep 0.1; done
+  done
+  if ! redis-cli -p "$cluster_base" cluster info | grep -q 'cluster_state:ok'; then
+    redis-cli --cluster create "${cluster_ports[@]/#/127.0.0.1:}" --cluster-replicas 0 --cluster-yes >"$dir/create.log" 2>&1 \
+      || { cat "$dir/create.log" >&2; die "redis-cli --cluster create failed"; }
+  fi
+  local deadline=$((SECONDS + 30))
+  until redis-cli -p "$cluster_base" cluster info | grep -q 'cluster_state:ok'; do
+    [ $SECONDS -lt $deadline ] || die "redis cluster did not reach cluster_state:ok"
+    sleep 0.2
+  done
+  say "redis cluster ready on 127.0.0.1:${cluster_ports[*]}"
+}
+
+cluster_down() {
+  local dir="$state/redis-cluster" port
+  for port in "${cluster_ports[@]}"; do
+    if alive "$dir/$port.pid"; then
+      redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true
+      stop_pid "$dir/$port.pid" "redis cluster node $port"
+    fi
+  done
+}
+
 wait_ready() {
   local deadline=$((SECONDS + ${FRAUDSTREAM_STACK_TIMEOUT:-120}))
   until redis-cli -p "$redis_port" ping 2>/dev/null | grep -q PONG; do
@@ -144,9 +186,11 @@ case "${1:-}" in
     [ -d "$root/node_modules/kafkajs" ] || die "node_modules missing: run npm ci (make does this)"
     redis_up
     kafka_up
+    cluster_up
     wait_ready
     ;;
   down)
+    cluster_down
     stop_pid "$state/kafka.pid" kafka
     if alive "$state/redis.pid"; then
       redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1 || true
@@ -156,6 +200,7 @@ case "${1:-}" in
   status)
     alive "$state/kafka.pid" && echo "kafka: running (pid $(cat "$state/kafka.pid")) 127.0.0.1:$kafka_port" || echo "kafka: stopped"
     alive "$state/redis.pid" && echo "redis: running (pid $(cat "$state/redis.pid")) 127.0.0.1:$redis_port" || echo "redis: stopped"
+    alive "$state/redis-cluster/$cluster_base.pid" && echo "redis-cluster: running 127.0.0.1:${cluster_ports[*]}" || echo "redis-cluster: stopped"
     ;;
   clean)
     "$0" down

@@ -5,7 +5,7 @@ set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 started=0
 status=$("$root/scripts/stack.sh" status)
-if ! grep -q '^kafka: running' <<<"$status" || ! grep -q '^redis: running' <<<"$status"; then
+if grep -q ': stopped' <<<"$status"; then
   "$root/scripts/stack.sh" up || { "$root/scripts/stack.sh" down; exit 1; }
   started=1
 else

@@ -1,17 +1,149 @@
-import type { Redis } from 'ioredis';
+import fc from 'fast-check';
+import { Cluster, type Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createFeatureEngine, FEATURE_NAMES, NO_PREVIOUS_EVENT_S } from '../../features/index.js';
+import {
+  createFeatureEngine,
+  FEATURE_NAMES,
+  NO_PREVIOUS_EVENT_S,
+  type FeatureEngine,
+} from '../../features/index.js';
 import { clearNamespace } from '../../replay/index.js';
-import type { ScoringEvent } from '../../schemas/index.js';
+import type { Label, ScoringEvent } from '../../schemas/index.js';
 import { samplePayment, sampleWithdrawal, T0 } from '../fixtures.js';
-import { redis, uniq } from './stack.js';
+import { createReferenceEngine } from '../reference.js';
+import { CLUSTER_NODES, redis, uniq } from './stack.js';
 
 const MIN = 60_000;
-const col = (name: string) => FEATURE_NAMES.indexOf(name);
-const pay = (id: string, t: number, amount: number, account = 'acct-1'): ScoringEvent => ({
+const HOUR = 60 * MIN;
+const col = (name: string) => {
+  const i = FEATURE_NAMES.indexOf(name);
+  if (i < 0) throw new Error(`no feature ${name}`);
+  return i;
+};
+const pay = (
+  id: string,
+  t: number,
+  amount: number,
+  over: Partial<Parameters<typeof samplePayment>[0]> = {},
+): ScoringEvent => ({
   type: 'PAYMENT',
-  event: samplePayment({ event_id: id, event_time: t, amount_minor: amount, account_id: account }),
+  event: samplePayment({ event_id: id, event_time: t, amount_minor: amount, ...over }),
 });
+const wd = (
+  id: string,
+  t: number,
+  amount: number,
+  over: Partial<Parameters<typeof sampleWithdrawal>[0]> = {},
+): ScoringEvent => ({
+  type: 'WITHDRAWAL',
+  event: sampleWithdrawal({ event_id: id, event_time: t, amount_minor: amount, ...over }),
+});
+
+/** Random streams with repeats, ties, out-of-order and too-late events, and labels in between. */
+const streamArb = fc
+  .array(
+    fc.record({
+      kind: fc.constantFrom('pay', 'pay', 'wd', 'dup', 'label'),
+      dt: fc.integer({ min: -3 * HOUR, max: 2 * HOUR }),
+      tie: fc.boolean(),
+      account: fc.integer({ min: 0, max: 2 }),
+      other: fc.integer({ min: 0, max: 2 }),
+      device: fc.option(fc.integer({ min: 0, max: 3 }), { nil: null }),
+      country: fc.constantFrom('DE', 'FR', 'GB'),
+      amount: fc.integer({ min: 1, max: 500_000 }),
+      located: fc.boolean(),
+      lat: fc.double({ min: -60, max: 60, noNaN: true }),
+      lon: fc.double({ min: -170, max: 170, noNaN: true }),
+      pick: fc.nat(),
+      cut: fc.boolean(),
+    }),
+    { minLength: 1, maxLength: 70 },
+  )
+  .map((steps) => {
+    let t = T0;
+    let n = 0;
+    const batches: { events: ScoringEvent[]; labels: Label[] }[] = [{ events: [], labels: [] }];
+    const all: ScoringEvent[] = [];
+    for (const s of steps) {
+      const cur = batches[batches.length - 1]!;
+      if (!s.tie) t += Math.abs(s.dt) + 1;
+      const at = s.dt < -2 * HOUR ? t + s.dt * 12 : s.dt < 0 ? t + s.dt : t; // out of order, some too late
+      const common = {
+        account_id: `acct-${s.account}`,
+        device_id: s.device === null ? null : `dev-${s.device}`,
+        ip: s.device === null ? null : `10.0.0.${s.device}`,
+        country: s.country,
+        lat: s.located ? s.lat : null,
+        lon: s.located ? s.lon : null,
+      };
+      if (s.kind === 'dup' && all.length) {
+        cur.events.push(all[s.pick % all.length]!);
+      } else if (s.kind === 'label' && all.length) {
+        const target = all[s.pick % all.length]!;
+        cur.labels.push({
+          event_id: target.event.event_id,
+          account_id: target.event.account_id,
+          label: 'FRAUD',
+          source: 'CHARGEBACK',
+          labelled_at: t,
+          analyst: null,
+          note: null,
+        });
+      } else {
+        const ev =
+          s.kind === 'wd'
+            ? wd(`w${n++}`, at, s.amount, { ...common, destination_id: `ben-${s.other}` })
+            : pay(`p${n++}`, at, s.amount, {
+                ...common,
+                merchant_id: `m-${s.other}`,
+                instrument_id: `card-${s.account}-${s.other % 2}`,
+              });
+        cur.events.push(ev);
+        all.push(ev);
+      }
+      if (s.cut) batches.push({ events: [], labels: [] });
+    }
+    return batches;
+  });
+
+function expectRowsClose(got: Float32Array, want: Float32Array, context: string) {
+  expect(got.length).toBe(want.length);
+  for (let i = 0; i < got.length; i++) {
+    const g = got[i]!;
+    const w = want[i]!;
+    if (!(Math.abs(g - w) <= 1e-5 * Math.max(1, Math.abs(w)))) {
+      throw new Error(
+        `${context}: feature ${FEATURE_NAMES[i % FEATURE_NAMES.length]} of row ${Math.floor(i / FEATURE_NAMES.length)}: engine ${g}, reference ${w}`,
+      );
+    }
+  }
+}
+
+/** Runs the same random streams through the Redis engine and the reference; every feature must agree. */
+async function propertyAgainstReference(client: Redis | Cluster, ns: string, runs: number) {
+  let run = 0;
+  await fc.assert(
+    fc.asyncProperty(streamArb, async (batches) => {
+      const lateness = 2 * HOUR;
+      const engine = createFeatureEngine({
+        redis: client,
+        prefix: `${ns}:r${run++}:`,
+        allowedLatenessMs: lateness,
+      });
+      const ref = createReferenceEngine({ allowedLatenessMs: lateness });
+      for (const b of batches) {
+        const got = await engine.computeBatch(b.events);
+        const want = ref.computeBatch(b.events);
+        for (const v of got.matrix) expect(Number.isFinite(v)).toBe(true);
+        expectRowsClose(got.matrix, want.matrix, `batch of ${b.events.length}`);
+        expect(Array.from(got.duplicate)).toEqual(Array.from(want.duplicate));
+        expect(Array.from(got.late)).toEqual(Array.from(want.late));
+        expect(await engine.applyLabels(b.labels)).toEqual(ref.applyLabels(b.labels));
+      }
+    }),
+    { numRuns: runs },
+  );
+}
 
 describe('feature engine on a real Redis', () => {
   let r: Redis;
@@ -24,47 +156,63 @@ describe('feature engine on a real Redis', () => {
     r.disconnect();
   });
 
-  it('counts and sums the account history strictly before each event, on event time', async () => {
+  it('windows the account history on event time and adds the event after reading', async () => {
     const fe = createFeatureEngine({ redis: r, prefix: `${ns}:a:` });
     const events = [
       pay('e1', T0, 1000),
       pay('e2', T0 + 10 * MIN, 2000),
-      pay('e3', T0 + 10 * MIN, 4000), // same time as e2: e2 is not "before" e3
-      {
-        type: 'WITHDRAWAL',
-        event: sampleWithdrawal({ event_id: 'e4', event_time: T0 + 65 * MIN, amount_minor: 8000 }),
-      } as ScoringEvent,
-      pay('e5', T0 + 25 * 60 * MIN, 500),
+      wd('e3', T0 + 65 * MIN, 8000),
+      pay('e4', T0 + 25 * HOUR, 500),
     ];
     const b = await fe.computeBatch(events);
     const get = (row: number, name: string) => b.matrix[row * b.cols + col(name)]!;
-    expect(b.rows).toBe(5);
     expect(get(0, 'account_count_24h')).toBe(0);
     expect(get(0, 'account_since_last_s')).toBe(NO_PREVIOUS_EVENT_S);
+    expect(get(0, 'account_amount_ratio_30d')).toBe(1);
+    expect(get(1, 'account_count_10m')).toBe(0); // e1 is 10 min back: outside [B-9, B] of 1-min buckets
     expect(get(1, 'account_count_1h')).toBe(1);
     expect(get(1, 'account_since_last_s')).toBe(600);
+    expect(get(1, 'account_amount_ratio_30d')).toBe(2);
+    // e3 at +65 min: 1 h window = 5-min buckets [B-11, B] = [+10 min, +65 min]: e2 only.
     expect(get(2, 'account_count_1h')).toBe(1);
-    expect(get(2, 'account_sum_1h_log')).toBeCloseTo(Math.log1p(1000), 5);
-    // e4 at +65 min: e1 (at 0) left the 1 h window [+5, +65), e2 and e3 (at +10) are inside.
-    expect(get(3, 'account_count_1h')).toBe(2);
-    expect(get(3, 'account_sum_1h_log')).toBeCloseTo(Math.log1p(6000), 5);
-    expect(get(3, 'account_count_24h')).toBe(3);
-    expect(get(3, 'event_is_withdrawal')).toBe(1);
-    // e5 at +25 h: e1 (at 0) and e2, e3 (at +10 min) are past 24 h; e4 (at +65 min) is inside.
-    expect(get(4, 'account_count_24h')).toBe(1);
-    expect(get(4, 'account_sum_24h_log')).toBeCloseTo(Math.log1p(8000), 5);
-    expect(get(4, 'account_since_last_s')).toBe(25 * 3600 - 65 * 60);
-    for (const v of b.matrix) expect(Number.isFinite(v)).toBe(true);
+    expect(get(2, 'account_sum_1h')).toBe(2000);
+    expect(get(2, 'account_count_24h')).toBe(2);
+    expect(get(2, 'account_max_24h')).toBe(2000);
+    expect(get(2, 'account_mean_24h')).toBe(1500);
+    expect(get(2, 'event_is_withdrawal')).toBe(1);
+    expect(get(2, 'account_new_destination')).toBe(1);
+    expect(get(2, 'merchant_count_24h')).toBe(0); // a withdrawal has no merchant
+    // e4 at +25 h: the 24 h window is 1-h buckets [+2 h, +25 h]: nothing; 7 d holds all three.
+    expect(get(3, 'account_count_24h')).toBe(0);
+    expect(get(3, 'account_count_7d')).toBe(3);
+    expect(get(3, 'account_sum_7d')).toBe(11000);
+    expect(get(3, 'merchant_count_7d')).toBe(2);
   });
 
-  it('puts a late event in its place: it sees only earlier events, and later events see it', async () => {
+  it('first-seen flags, distinct counts and geo-velocity of the account', async () => {
     const fe = createFeatureEngine({ redis: r, prefix: `${ns}:b:` });
-    await fe.computeBatch([pay('x1', T0, 100), pay('x3', T0 + 30 * MIN, 300)]);
-    const late = await fe.computeBatch([pay('x2', T0 + 10 * MIN, 200)]);
-    expect(late.matrix[col('account_count_1h')]).toBe(1);
-    expect(late.matrix[col('account_since_last_s')]).toBe(600);
-    const after = await fe.computeBatch([pay('x4', T0 + 40 * MIN, 400)]);
-    expect(after.matrix[col('account_count_1h')]).toBe(3);
+    const b = await fe.computeBatch([
+      pay('g1', T0, 100, { device_id: 'd1', lat: 52.52, lon: 13.405, merchant_id: 'm1' }),
+      pay('g2', T0 + HOUR, 100, {
+        device_id: 'd1',
+        lat: 48.857,
+        lon: 2.352,
+        merchant_id: 'm2',
+        country: 'FR',
+      }),
+      pay('g3', T0 + 2 * HOUR, 100, { device_id: 'd2', lat: null, lon: null, merchant_id: 'm2' }),
+    ]);
+    const get = (row: number, name: string) => b.matrix[row * b.cols + col(name)]!;
+    expect(get(0, 'account_new_device')).toBe(1);
+    expect(get(1, 'account_new_device')).toBe(0);
+    expect(get(1, 'account_new_country')).toBe(1);
+    expect(get(2, 'account_new_device')).toBe(1);
+    expect(get(2, 'account_distinct_merchants_24h')).toBe(2);
+    expect(get(2, 'account_distinct_countrys_24h')).toBe(2);
+    // Berlin -> Paris is about 878 km in one hour.
+    expect(get(1, 'account_geo_velocity_kmh')).toBeGreaterThan(860);
+    expect(get(1, 'account_geo_velocity_kmh')).toBeLessThan(890);
+    expect(get(2, 'account_geo_velocity_kmh')).toBe(0);
   });
 
   it('is idempotent: a repeated event_id changes no aggregate and returns its first vector', async () => {
@@ -77,13 +225,123 @@ describe('feature engine on a real Redis', () => {
     expect(next.matrix[col('account_count_1h')]).toBe(2);
   });
 
-  it('keeps accounts apart and keys them with a hash tag per account', async () => {
-    const fe = createFeatureEngine({ redis: r, prefix: `${ns}:d:` });
-    await fe.computeBatch([pay('k1', T0, 100, 'acct-A'), pay('k2', T0 + MIN, 100, 'acct-B')]);
-    const b = await fe.computeBatch([pay('k3', T0 + 2 * MIN, 100, 'acct-A')]);
-    expect(b.matrix[col('account_count_1h')]).toBe(1);
-    const keys = await r.keys(`${ns}:d:*`);
-    expect(keys.some((k) => k.startsWith(`${ns}:d:{a:acct-A}:`))).toBe(true);
-    for (const k of keys) expect(k).toMatch(/^[^{]*\{a:acct-[AB]\}:/);
+  it('scores a too-late event without adding it, and flags it', async () => {
+    const fe = createFeatureEngine({ redis: r, prefix: `${ns}:d:`, allowedLatenessMs: HOUR });
+    await fe.computeBatch([pay('l1', T0 + 5 * HOUR, 100)]);
+    const late = await fe.computeBatch([pay('l0', T0, 100)]);
+    expect(late.late[0]).toBe(1);
+    const after = await fe.computeBatch([pay('l2', T0 + 5 * HOUR + MIN, 100)]);
+    expect(after.late[0]).toBe(0);
+    expect(after.matrix[col('account_count_24h')]).toBe(1);
+  });
+
+  it('counts confirmed fraud on the merchant by label time, once per label', async () => {
+    const fe = createFeatureEngine({ redis: r, prefix: `${ns}:e:` });
+    await fe.computeBatch([
+      pay('f1', T0, 100, { merchant_id: 'mx', account_id: 'a1' }),
+      pay('f2', T0 + MIN, 100, { merchant_id: 'mx', account_id: 'a2' }),
+    ]);
+    const label: Label = {
+      event_id: 'f1',
+      account_id: 'a1',
+      label: 'FRAUD',
+      source: 'CHARGEBACK',
+      labelled_at: T0 + 2 * HOUR,
+      analyst: null,
+      note: null,
+    };
+    expect(await fe.applyLabels([label, label])).toEqual({ applied: 1 });
+    expect(await fe.applyLabels([label])).toEqual({ applied: 0 });
+    const before = await fe.computeBatch([
+      pay('f3', T0 + HOUR, 100, { merchant_id: 'mx', account_id: 'a3' }),
+    ]);
+    expect(before.matrix[col('merchant_fraud_count_1d')]).toBe(0); // the label was not known by then
+    const after = await fe.computeBatch([
+      pay('f4', T0 + 3 * HOUR, 100, { merchant_id: 'mx', account_id: 'a3' }),
+    ]);
+    expect(after.matrix[col('merchant_fraud_count_1d')]).toBe(1);
+    expect(after.matrix[col('merchant_fraud_rate_1d')]).toBeCloseTo(1 / 3, 6);
+  });
+
+  it('makes one round trip per batch: one pipeline, one EVALSHA per entity of each event', async () => {
+    const fe = createFeatureEngine({ redis: r, prefix: `${ns}:f:` });
+    await fe.computeBatch([pay('warm', T0, 1)]); // loads the script on the connection
+    let pipelines = 0;
+    let execs = 0;
+    const orig = r.pipeline.bind(r);
+    const spy = r as unknown as { pipeline: typeof r.pipeline };
+    spy.pipeline = ((...a: Parameters<typeof r.pipeline>) => {
+      pipelines++;
+      const p = orig(...a);
+      const exec = p.exec.bind(p);
+      p.exec = ((...x: Parameters<typeof p.exec>) => (execs++, exec(...x))) as typeof p.exec;
+      return p;
+    }) as typeof r.pipeline;
+    const before = await r.info('commandstats');
+    const calls = (s: string) => Number(/cmdstat_evalsha:calls=(\d+)/.exec(s)?.[1] ?? 0);
+    const batch = Array.from({ length: 64 }, (_, i) =>
+      pay(`rt${i}`, T0 + i * MIN, 100 + i, { device_id: `d${i}`, ip: `10.1.0.${i}` }),
+    );
+    try {
+      await fe.computeBatch(batch);
+    } finally {
+      spy.pipeline = orig;
+    }
+    const after = await r.info('commandstats');
+    expect(pipelines).toBe(1);
+    expect(execs).toBe(1);
+    // account, instrument, device, ip, merchant: 5 entities per payment (+1 for this INFO's own bookkeeping: none).
+    expect(calls(after) - calls(before)).toBe(64 * 5);
+  });
+
+  it('equals the reference implementation on random streams (duplicates, ties, out-of-order, late, labels)', async () => {
+    await propertyAgainstReference(r, `${ns}:prop`, Number(process.env.FS_PROPERTY_RUNS ?? 40));
+  });
+});
+
+describe('feature engine on a 3-master Redis Cluster', () => {
+  let cluster: Cluster;
+  let single: Redis;
+  const ns = uniq('cluster');
+  beforeAll(async () => {
+    cluster = new Cluster(CLUSTER_NODES, { enableAutoPipelining: true, lazyConnect: true });
+    await cluster.connect();
+    single = await redis();
+  });
+  afterAll(async () => {
+    await clearNamespace(cluster, ns);
+    await clearNamespace(single, ns);
+    cluster.disconnect();
+    single.disconnect();
+  });
+
+  it('runs on three masters and gives exactly the single-Redis results', async () => {
+    expect(cluster.nodes('master')).toHaveLength(3);
+    const a: FeatureEngine = createFeatureEngine({ redis: cluster, prefix: `${ns}:x:` });
+    const b: FeatureEngine = createFeatureEngine({ redis: single, prefix: `${ns}:x:` });
+    const events = Array.from({ length: 200 }, (_, i) =>
+      i % 3 === 0
+        ? wd(`c${i}`, T0 + i * 7 * MIN, 1000 + i, {
+            account_id: `acct-${i % 17}`,
+            destination_id: `ben-${i % 5}`,
+          })
+        : pay(`c${i}`, T0 + i * 7 * MIN, 100 + i, {
+            account_id: `acct-${i % 17}`,
+            merchant_id: `m-${i % 11}`,
+            device_id: `d-${i % 13}`,
+          }),
+    );
+    for (let i = 0; i < events.length; i += 50) {
+      const x = await a.computeBatch(events.slice(i, i + 50));
+      const y = await b.computeBatch(events.slice(i, i + 50));
+      expect(Array.from(x.matrix)).toEqual(Array.from(y.matrix));
+    }
+    // Keys of different accounts spread over the masters.
+    const perMaster = await Promise.all(cluster.nodes('master').map((n) => n.dbsize()));
+    expect(perMaster.filter((n) => n > 0)).toHaveLength(3);
+  });
+
+  it('equals the reference implementation on random streams', async () => {
+    await propertyAgainstReference(cluster, `${ns}:prop`, 15);
   });
 });

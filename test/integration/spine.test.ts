@@ -13,6 +13,7 @@ import {
   type ScoringService,
 } from '../../scorer/index.js';
 import { createSimulation, type SimEvent } from '../../simulator/index.js';
+import { FEATURE_NAMES } from '../../features/index.js';
 import { BROKERS, kafka, REDIS_URL, redis, uniq } from './stack.js';
 
 const schemas = createSchemas();
@@ -20,6 +21,7 @@ const run = uniq('spine');
 const topics = {
   payments: `${run}-payments`,
   withdrawals: `${run}-withdrawals`,
+  labels: `${run}-labels`,
   decisions: `${run}-decisions`,
   deadLetter: `${run}-dlq`,
 };
@@ -223,4 +225,64 @@ describe('the spine: Avro events on Kafka -> decisions, on the real stack', () =
     const metrics = await (await fetch(`${service.url}/metrics`)).text();
     expect(metrics).toMatch(/^fraudstream_duplicate_events_total\{type="[A-Z]+"\} 1$/m);
   });
+
+  it('consumes labels: a confirmed fraud raises the merchant risk of later payments; a bad label is dead-lettered', async () => {
+    const target = events.find((e) => e.type === 'PAYMENT')!;
+    if (target.type !== 'PAYMENT') throw new Error('unreachable');
+    const label = {
+      event_id: target.event.event_id,
+      account_id: target.event.account_id,
+      label: 'FRAUD',
+      source: 'CHARGEBACK',
+      labelled_at: target.event.event_time + 3_600_000,
+      analyst: null,
+      note: null,
+    };
+    await producer.send({
+      topic: topics.labels,
+      messages: [
+        { key: label.account_id, value: schemas.codec.encode(RecordNames.Label, label) },
+        {
+          key: label.account_id,
+          value: schemas.codec.encode(RecordNames.Decision, {
+            ...(await firstDecision()),
+            event_id: 'not-a-label',
+          }),
+        },
+      ],
+    });
+    const deadline = Date.now() + 30_000;
+    let metrics = '';
+    while (Date.now() < deadline) {
+      metrics = await (await fetch(`${service!.url}/metrics`)).text();
+      if (/^fraudstream_labels_total\{label="FRAUD",applied="yes"\} 1$/m.test(metrics)) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(metrics.split('\n').filter((l) => /labels_total|dead_letter_total\{/.test(l))).toContain(
+      'fraudstream_labels_total{label="FRAUD",applied="yes"} 1',
+    );
+    expect(metrics).toMatch(
+      /^fraudstream_dead_letter_total\{reason="FS_ERR_UNEXPECTED_SCHEMA",topic="[^"]+-labels"\} 1$/m,
+    );
+
+    const later = {
+      ...target.event,
+      event_id: `${target.event.event_id}-later`,
+      event_time: label.labelled_at + 60_000,
+    };
+    await producer.send({
+      topic: topics.payments,
+      messages: [{ key: later.account_id, value: schemas.codec.encode(RecordNames.PaymentEvent, later) }],
+    });
+    const all = (await readTopic(topics.decisions, events.length + 2)).map(
+      (m) => schemas.codec.decode<Decision>(m.value).value,
+    );
+    const d = all.find((x) => x.event_id === later.event_id)!;
+    expect(d.features![FEATURE_NAMES.indexOf('merchant_fraud_count_1d')]).toBe(1);
+  });
+
+  async function firstDecision(): Promise<Decision> {
+    const [m] = await readTopic(topics.decisions, 1, 0);
+    return schemas.codec.decode<Decision>(m!.value).value;
+  }
 });

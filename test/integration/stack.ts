@@ -21,3 +21,7 @@ export async function redis(): Promise<Redis> {
   await r.connect();
   return r;
 }
+
+/** The 3-master Redis Cluster that scripts/stack.sh starts beside the single Redis. */
+const clusterBase = Number(process.env.FRAUDSTREAM_REDIS_CLUSTER_PORT ?? '17001');
+export const CLUSTER_NODES = [0, 1, 2].map((i) => ({ host: '127.0.0.1', port: clusterBase + i }));

@@ -76,3 +76,24 @@ describe('README', () => {
     expect(readme).toContain('make test');
   });
 });
+
+describe('docs/features.md', () => {
+  it('holds the catalogue table generated from the spec', async () => {
+    const { featureTableMarkdown } = await import('../../features/index.js');
+    // Compare cell by cell: a formatter may pad the columns.
+    const rows = (md: string) =>
+      md
+        .split('\n')
+        .filter((l) => l.startsWith('| ') && /^\| (\d+|#|-+) /.test(l))
+        .map((l) =>
+          l
+            .split('|')
+            .map((c) => (/^ *-+ *$/.test(c) ? '---' : c.trim()))
+            .join('|'),
+        );
+    const doc = rows(readFileSync(join(root, 'docs', 'features.md'), 'utf8'));
+    const want = rows(featureTableMarkdown());
+    expect(want.length).toBeGreaterThan(100);
+    expect(doc.slice(doc.indexOf(want[0]!))).toEqual(want);
+  });
+});

@@ -1,0 +1,91 @@
+/**
+ * Feature-engine benchmark (make bench): events/s at batch sizes 1, 64 and 512 against a bare no-op
+ * EVALSHA pipeline making the same calls in the same run, and Redis memory per active account after
+ * 30 simulated days. Appends rows to bench/results.json.
+ */
+import { Redis } from 'ioredis';
+import { createFeatureEngine, entityIds } from '../features/index.js';
+import { clearNamespace } from '../replay/index.js';
+import { createSimulation, type SimEvent } from '../simulator/index.js';
+import { writeRows, type BenchRow } from './results.js';
+
+const REDIS_URL =
+  process.env.FRAUDSTREAM_REDIS_URL ?? `redis://127.0.0.1:${process.env.FRAUDSTREAM_REDIS_PORT ?? '16379'}`;
+const DAY = 86_400_000;
+
+function history(accounts: number, days: number, seed: number): SimEvent[] {
+  return [
+    ...createSimulation({ seed, accounts, days, start: Date.UTC(2026, 0, 1), fraudRate: 0.002 }).events(),
+  ];
+}
+
+async function main() {
+  const redis = new Redis(REDIS_URL, { lazyConnect: true });
+  await redis.connect();
+  const rows: BenchRow[] = [];
+  const events = history(2000, 4, 3);
+  const noop = (await redis.script('LOAD', 'return 0')) as string;
+
+  for (const [batch, n] of [
+    [1, 1500],
+    [64, 12_000],
+    [512, 24_000],
+  ] as const) {
+    const ns = `bench-f${batch}`;
+    await clearNamespace(redis, ns);
+    const slice = events.slice(0, n);
+    // Baseline: the same number of EVALSHA calls per batch, to a script that does nothing.
+    let t0 = performance.now();
+    for (let i = 0; i < slice.length; i += batch) {
+      const pipe = redis.pipeline();
+      for (const ev of slice.slice(i, i + batch)) {
+        for (const id of entityIds(ev)) if (id !== null) pipe.evalsha(noop, 1, `${ns}:noop:{${id}}`);
+      }
+      await pipe.exec();
+    }
+    const baseline = slice.length / ((performance.now() - t0) / 1000);
+    const fe = createFeatureEngine({ redis, prefix: `${ns}:` });
+    t0 = performance.now();
+    for (let i = 0; i < slice.length; i += batch) await fe.computeBatch(slice.slice(i, i + batch));
+    const value = slice.length / ((performance.now() - t0) / 1000);
+    rows.push({
+      name: `features events/s, batch ${batch}`,
+      value,
+      unit: 'events/s',
+      baseline,
+      ratio: value / baseline,
+    });
+    await clearNamespace(redis, ns);
+  }
+
+  // Memory per active account after 30 days of history (all entities' state included).
+  const ns = 'bench-mem';
+  await clearNamespace(redis, ns);
+  const month = history(500, 30, 5);
+  const before = Number(/used_memory:(\d+)/.exec(await redis.info('memory'))![1]);
+  const fe = createFeatureEngine({ redis, prefix: `${ns}:` });
+  for (let i = 0; i < month.length; i += 512) await fe.computeBatch(month.slice(i, i + 512));
+  const after = Number(/used_memory:(\d+)/.exec(await redis.info('memory'))![1]);
+  const accounts = new Set(
+    month
+      .filter((e) => e.event.event_time >= month[month.length - 1]!.event.event_time - 30 * DAY)
+      .map((e) => e.event.account_id),
+  ).size;
+  const keys = (await redis.keys(`${ns}:*`)).length;
+  const perAccount = (after - before) / accounts;
+  rows.push({
+    name: `redis bytes per active account (30 days, ${accounts} accounts, ${month.length} events, ${keys} keys)`,
+    value: perAccount,
+    unit: 'bytes',
+    baseline: null,
+    ratio: null,
+  });
+  await clearNamespace(redis, ns);
+  redis.disconnect();
+  writeRows('features', rows);
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
