@@ -228,6 +228,10 @@ async function main(): Promise<number> {
   console.log(
     `latency read->ready p50 ${ms(pct(all, 0.5))}, p95 ${ms(pct(all, 0.95))}, p99 ${ms(pct(all, 0.99))}, max ${ms(all[all.length - 1] ?? NaN)}`,
   );
+  const st = steady.sort((a, b) => a - b);
+  console.log(
+    `  after 5 s warm-up  p50 ${ms(pct(st, 0.5))}, p95 ${ms(pct(st, 0.95))}, p99 ${ms(pct(st, 0.99))} (${st.length} decisions)`,
+  );
   console.log(
     `scorer exit         ${scorerCode === 0 ? 'clean (drained and committed)' : `code ${scorerCode}; see ${join(logDir, 'scorer.log')}`}`,
   );
