@@ -1,6 +1,8 @@
 import type { Admin, Consumer, IHeaders, Producer } from 'kafkajs';
 import { Partitioners } from 'kafkajs';
 import type { Redis } from 'ioredis';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSilentLogger } from '../../lib/logger.js';
 import { projectRoot } from '../../lib/paths.js';
@@ -285,4 +287,65 @@ describe('the spine: Avro events on Kafka -> decisions, on the real stack', () =
     const [m] = await readTopic(topics.decisions, 1, 0);
     return schemas.codec.decode<Decision>(m!.value).value;
   }
+
+  it('fraudstream score (the CLI) drains on SIGTERM: decides what it read, commits, exits 0', async () => {
+    await service?.stop();
+    service = undefined;
+    const group = `${run}-cli`;
+    const child = spawn(
+      process.execPath,
+      [
+        join(projectRoot(), 'bin', 'fraudstream.js'),
+        'score',
+        '--brokers',
+        BROKERS.join(','),
+        '--redis-url',
+        REDIS_URL,
+        '--topic-payments',
+        topics.payments,
+        '--topic-withdrawals',
+        topics.withdrawals,
+        '--topic-labels',
+        topics.labels,
+        '--topic-decisions',
+        topics.decisions,
+        '--topic-dead-letter',
+        topics.deadLetter,
+        '--group-id',
+        group,
+        '--feature-prefix',
+        `${run}-cli:`,
+        '--http-port',
+        '0',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let stderr = '';
+    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
+    const deadline = Date.now() + 60_000;
+    while (!/joined consumer group/.test(stderr) && Date.now() < deadline && child.exitCode === null) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(stderr).toMatch(/joined consumer group/);
+    // The group starts from the beginning: it re-decides every input record, then sits idle.
+    const offsetsDone = async () => {
+      const committed = await admin.fetchOffsets({
+        groupId: group,
+        topics: [topics.payments, topics.withdrawals],
+      });
+      for (const t of committed) {
+        const high = await admin.fetchTopicOffsets(t.topic);
+        for (const p of t.partitions)
+          if (p.offset !== high.find((h) => h.partition === p.partition)!.high) return false;
+      }
+      return true;
+    };
+    while (!(await offsetsDone()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+    expect(await offsetsDone()).toBe(true);
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    expect(stderr).toMatch(/stopped cleanly/);
+    await clearNamespace(r, `${run}-cli`);
+  });
 });
