@@ -50,15 +50,15 @@ export function entityIds(ev: ScoringEvent): (string | null)[] {
   });
 }
 
-/** Parses entity.lua's comma-separated values for an entity of the given role. */
+/** Reads entity.lua's reply values (from index `start`) for an entity of the given role. */
 export function parseEntityValues(
   role: EntityDef['role'],
   duplicate: boolean,
   late: boolean,
-  values: string,
+  v: readonly (number | string)[],
+  start = 0,
 ): EntityRaw {
-  const v = values.split(',');
-  let i = 0;
+  let i = start;
   const num = () => Number(v[i++]);
   const raw: EntityRaw = { duplicate, late, sinceMs: num(), windows: [] };
   for (let w = 0; w < WINDOWS.length; w++) raw.windows.push([num(), num(), num()]);
@@ -67,9 +67,9 @@ export function parseEntityValues(
     raw.distinct24 = DIMENSIONS.map(() => num());
     raw.distinct30 = DIMENSIONS.map(() => num());
     raw.firstSeen = [num(), num(), num()];
-    const lat = v[i++];
-    const lon = v[i++];
-    const t = v[i++];
+    const lat = v[i++] as string;
+    const lon = v[i++] as string;
+    const t = v[i++] as string;
     raw.prevLocation = lat ? { lat: Number(lat), lon: Number(lon), t: Number(t) } : null;
   } else if (role === 'l') {
     raw.fraud = [num(), num(), num()];

@@ -12,7 +12,7 @@ const DAY = 24 * HOUR;
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
-    fsEntity(base: string, ...argv: (string | number)[]): Result<[number, number, string], Context>;
+    fsEntity(base: string, ...argv: (string | number)[]): Result<(number | string)[], Context>;
     fsLabelLookup(accountBase: string, eventId: string): Result<string | null, Context>;
     fsLabelApply(entityBase: string, labelledAt: number, latenessMs: number): Result<number, Context>;
   }
@@ -141,13 +141,13 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
           owner.push([row, k]);
         });
       });
-      const replies = await run<[number, number, string]>(redis, calls, (t, [b, ...argv]) =>
+      const replies = await run<(number | string)[]>(redis, calls, (t, [b, ...argv]) =>
         t.fsEntity(b, ...argv),
       );
       const raws: (EntityRaw | null)[][] = events.map(() => ENTITIES.map(() => null));
-      replies.forEach(([dup, isLate, values], i) => {
+      replies.forEach((reply, i) => {
         const [row, k] = owner[i]!;
-        raws[row]![k] = parseEntityValues(ENTITIES[k]!.role, dup === 1, isLate === 1, values);
+        raws[row]![k] = parseEntityValues(ENTITIES[k]!.role, reply[0] === 1, reply[1] === 1, reply, 2);
       });
       events.forEach((ev, row) => {
         const acct = raws[row]![0]!;

@@ -14,8 +14,9 @@
 -- account only: ARGV[8..12] instrument, merchant, device, destination, country ('' = none);
 --               ARGV[13], ARGV[14] lat, lon ('' = not located)
 --
--- Returns { duplicate (0|1), too_late (0|1), values }: `values` is a comma-separated string, stored
--- with the dedupe record and returned unchanged for a repeated event_id:
+-- Returns { duplicate (0|1), too_late (0|1), values... }: integers, except q30 and the location
+-- (strings, so Redis does not truncate them). They are stored with the dedupe record and returned
+-- unchanged for a repeated event_id:
 --   since_ms (-1: no earlier event), then per window: count, sum, max (6 windows);
 --   account: q30 (sum of squared amounts over the 30 d window), distinct counts (instrument, merchant,
 --            device, destination, country) over 24 h then 30 d, first-seen flags (device,
@@ -42,7 +43,9 @@ local KEEP = 30 * DAY + lateness + DAY
 local seenKey = base .. ':q:' .. id
 local prev = redis.call('GET', seenKey)
 if prev then
-  return { 1, tonumber(string.sub(prev, 1, 1)), string.sub(prev, 3) }
+  local rec = cmsgpack.unpack(prev)
+  rec[1] = 1
+  return rec
 end
 
 local stateKey = base .. ':s'
@@ -58,7 +61,8 @@ if maxT and t < maxT - lateness then late = 1 end
 local newMax = t
 if maxT and maxT > t then newMax = maxT end
 
-local out = {}
+-- out[1], out[2]: duplicate and too-late flags; then the values.
+local out = { 0, 0 }
 local function push(v) out[#out + 1] = v end
 
 -- Buckets are kept only within the newest event's windows: an out-of-order event sees (and lands
@@ -149,7 +153,7 @@ if role == 'a' then
   push((ARGV[12] ~= '' and not known[5]) and 1 or 0)
   push(S.la or '')
   push(S.lo or '')
-  push(S.lt or '')
+  push(S.lt and tostring(S.lt) or '')
 elseif role == 'l' then
   for j, i in ipairs(LG) do
     local b, n = G[i][1], G[i][2]
@@ -161,7 +165,7 @@ elseif role == 'l' then
   end
 end
 
-local values = table.concat(out, ',')
+out[2] = late
 
 if late == 0 then
   for i = 1, #G do
@@ -210,7 +214,8 @@ if late == 0 then
       end
     end
     if ARGV[13] ~= '' and (not S.lt or t >= S.lt) then
-      S.la, S.lo, S.lt = tonumber(ARGV[13]), tonumber(ARGV[14]), t
+      -- Kept as the strings given, so the coordinates come back exactly.
+      S.la, S.lo, S.lt = ARGV[13], ARGV[14], t
     end
     -- What label application needs to find the event's merchant, device and destination.
     redis.call('SET', base .. ':lbl:' .. id, ARGV[9] .. '\t' .. ARGV[10] .. '\t' .. ARGV[11], 'PX', labelHorizon)
@@ -219,5 +224,5 @@ if late == 0 then
 end
 
 -- The dedupe record: the late flag and the values, returned unchanged for a repeated event_id.
-redis.call('SET', seenKey, late .. ',' .. values, 'PX', dedupe)
-return { 0, late, values }
+redis.call('SET', seenKey, cmsgpack.pack(out), 'PX', dedupe)
+return out
