@@ -63,6 +63,14 @@ export interface FeatureDef {
 }
 
 const CHANNELS = ['POS', 'ECOM', 'IN_APP', 'MOTO'] as const;
+
+/** The per-entity window aggregates, in vector order (must match the order assembleRow writes). */
+const WINDOW_AGGREGATES: readonly [string, (entity: string, window: string) => string][] = [
+  ['count', (e, w) => `${e}'s events in the ${w} window`],
+  ['sum', () => 'sum of amount_minor of those events'],
+  ['mean', () => 'mean amount_minor of those events (0 when none)'],
+  ['max', () => 'largest amount_minor of those events (0 when none)'],
+];
 const METHODS = ['ATM', 'BANK_TRANSFER', 'WALLET', 'CRYPTO'] as const;
 
 function build(): FeatureDef[] {
@@ -93,22 +101,9 @@ function build(): FeatureDef[] {
       `seconds since the ${e.name}'s latest earlier event (0 if that is not earlier in event time; ${NO_PREVIOUS_EVENT_S} when none, also the cap)`,
     );
     for (const w of WINDOWS) {
-      add(`${e.name}_count_${w.name}`, e.name, w.name, 'count', `${e.name}'s events in the ${w.name} window`);
-      add(`${e.name}_sum_${w.name}`, e.name, w.name, 'sum', `sum of amount_minor of those events`);
-      add(
-        `${e.name}_mean_${w.name}`,
-        e.name,
-        w.name,
-        'mean',
-        `mean amount_minor of those events (0 when none)`,
-      );
-      add(
-        `${e.name}_max_${w.name}`,
-        e.name,
-        w.name,
-        'max',
-        `largest amount_minor of those events (0 when none)`,
-      );
+      for (const [agg, meaning] of WINDOW_AGGREGATES) {
+        add(`${e.name}_${agg}_${w.name}`, e.name, w.name, agg, meaning(e.name, w.name));
+      }
     }
   }
   for (const wi of DISTINCT_WINDOWS) {

@@ -33,6 +33,8 @@ describe('event validation', () => {
     ['a bad MCC', { merchant_category: '54' }, 'merchant_category'],
     ['lat without lon', { lon: null }, 'lat and lon'],
     ['an empty event_id', { event_id: '' }, 'event_id'],
+    ['an oversized event_id', { event_id: 'x'.repeat(10_000) }, 'longer than 128'],
+    ['an oversized merchant_id', { merchant_id: 'm'.repeat(129) }, 'merchant_id'],
   ])('rejects %s with FS_ERR_INVALID_EVENT naming the field', (_what, over, word) => {
     expect(problemsOf(() => validatePayment(samplePayment(over), { now }))).toContain(word);
   });
