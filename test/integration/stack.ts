@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { Kafka, logLevel } from 'kafkajs';
+import { Kafka, logLevel, type Consumer, type IHeaders } from 'kafkajs';
 import { Redis } from 'ioredis';
 
 /** The stack that scripts/stack.sh starts (make test starts it); each test names its own topics and keys. */
@@ -25,3 +25,95 @@ export async function redis(): Promise<Redis> {
 /** The 3-master Redis Cluster that scripts/stack.sh starts beside the single Redis. */
 const clusterBase = Number(process.env.FRAUDSTREAM_REDIS_CLUSTER_PORT ?? '17001');
 export const CLUSTER_NODES = [0, 1, 2].map((i) => ({ host: '127.0.0.1', port: clusterBase + i }));
+
+export interface TopicRecord {
+  key: string;
+  value: Buffer;
+  headers: IHeaders;
+  partition: number;
+  offset: string;
+}
+
+/**
+ * Every record of `topic` up to its high-water marks, read from the beginning with a fresh consumer
+ * group. Records are keyed by partition and offset, so a rebalance of the reader (which redelivers
+ * what it had not committed) never makes one record count twice. Waits for at least `atLeast` records
+ * (default 0), then reads up to the high-water marks as they are at that moment: call it once the
+ * producer is done (see waitForCommitted) and the count is exactly what the topic holds.
+ */
+export async function readTopic(
+  topic: string,
+  opts: { atLeast?: number; timeoutMs?: number } = {},
+): Promise<TopicRecord[]> {
+  const atLeast = opts.atLeast ?? 0;
+  const deadline = Date.now() + (opts.timeoutMs ?? 60_000);
+  const admin = kafka().admin();
+  await admin.connect();
+  const c: Consumer = kafka().consumer({ groupId: uniq('reader'), maxWaitTimeInMs: 100 });
+  const got = new Map<string, TopicRecord>();
+  const next = new Map<number, bigint>();
+  try {
+    await c.connect();
+    await c.subscribe({ topic, fromBeginning: true });
+    await c.run({
+      eachMessage: async ({ message, partition }) => {
+        got.set(`${partition}:${message.offset}`, {
+          key: message.key?.toString() ?? '',
+          value: message.value ?? Buffer.alloc(0),
+          headers: message.headers ?? {},
+          partition,
+          offset: message.offset,
+        });
+        const n = BigInt(message.offset) + 1n;
+        if (n > (next.get(partition) ?? 0n)) next.set(partition, n);
+      },
+    });
+    const sleep = () => new Promise((r) => setTimeout(r, 50));
+    while (got.size < atLeast && Date.now() < deadline) await sleep();
+    // Control records (transaction markers) take offsets too: done when every partition's position
+    // is at its high-water mark, not when a count is reached.
+    const high = await admin.fetchTopicOffsets(topic);
+    const reached = () =>
+      high.every(
+        (h) => BigInt(h.high) === BigInt(h.low) || (next.get(h.partition) ?? 0n) >= BigInt(h.high) - 1n,
+      );
+    while (!reached() && Date.now() < deadline) await sleep();
+    // A trailing control record has no message: give the position a moment to pass it.
+    if (!high.every((h) => (next.get(h.partition) ?? BigInt(h.low)) >= BigInt(h.high))) await sleep();
+  } finally {
+    await c.disconnect();
+    await admin.disconnect();
+  }
+  return [...got.values()].sort(
+    (a, b) => a.partition - b.partition || Number(BigInt(a.offset) - BigInt(b.offset)),
+  );
+}
+
+/** Waits until `groupId` has committed past every record of `topics` (its output is then final). */
+export async function waitForCommitted(groupId: string, topics: string[], timeoutMs = 60_000): Promise<void> {
+  const admin = kafka().admin();
+  await admin.connect();
+  try {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const committed = await admin.fetchOffsets({ groupId, topics });
+      let done = true;
+      for (const t of committed) {
+        const high = await admin.fetchTopicOffsets(t.topic);
+        for (const h of high) {
+          const p = t.partitions.find((x) => x.partition === h.partition);
+          const at = p && p.offset !== '-1' ? BigInt(p.offset) : BigInt(h.low);
+          if (at < BigInt(h.high)) done = false;
+        }
+      }
+      if (done) return;
+      if (Date.now() > deadline)
+        throw new Error(
+          `group ${groupId} did not commit past the end of ${topics.join(', ')} in ${timeoutMs} ms`,
+        );
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  } finally {
+    await admin.disconnect();
+  }
+}

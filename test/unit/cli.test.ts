@@ -71,6 +71,16 @@ describe('README', () => {
     }
   });
 
+  it("lists each command's flags exactly once in its table, and no flag it does not have", () => {
+    for (const [name, defs] of Object.entries(commands)) {
+      const at = readme.indexOf(`#### \`fraudstream ${name}\``);
+      expect(at, `README section of ${name}`).toBeGreaterThan(-1);
+      const section = readme.slice(at).split(/\n#{2,4} /)[0]!;
+      const rows = [...section.matchAll(/^\| `--([a-z0-9-]+)`/gm)].map((m) => m[1]);
+      expect(rows.slice().sort(), name).toEqual(defs.map((d) => d.flag).sort());
+    }
+  });
+
   it('gives the two commands for a fresh machine', () => {
     expect(readme).toContain('make demo');
     expect(readme).toContain('make test');
