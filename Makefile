@@ -73,7 +73,7 @@ test: lint typecheck build venv
 	scripts/with-stack.sh $(NODE_BIN)/vitest run
 
 bench: build
-	scripts/with-stack.sh node dist/bench/features.js
+	scripts/with-stack.sh sh -c 'node dist/bench/features.js && node dist/bench/stream.js'
 
 train: build venv
 	rm -rf $(TRAIN_DIR)

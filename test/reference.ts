@@ -1,8 +1,9 @@
 /**
  * The feature semantics of docs/features.md, the slow and obvious way: plain arrays, no Redis, no
  * buckets stored. Used only by tests, which compare it with the Redis engine on random streams.
- * Assumes streams shorter than the dedupe horizon and the 31-day forgetting of account dimensions
- * (the engine's pruning of those is not modelled here).
+ * Assumes streams shorter (in wall time) than the dedupe horizon, a Redis TTL. The account's
+ * dimension values are forgotten as docs/features.md says: 31 days plus the lateness after their
+ * latest use, behind the newest event.
  */
 import {
   assembleRow,
@@ -15,6 +16,8 @@ import {
   type EntityRaw,
 } from '../features/index.js';
 import type { Label, ScoringEvent } from '../schemas/index.js';
+
+const DAY = 86_400_000;
 
 interface Added {
   t: number;
@@ -110,6 +113,8 @@ export function createReferenceEngine(opts: ReferenceOptions) {
           const old = s.dims[d]!.get(v);
           if (old === undefined || t > old) s.dims[d]!.set(v, t);
         });
+        const forgetBefore = newMax - (31 * DAY + lateness);
+        for (const m of s.dims) for (const [v, lt] of m) if (lt < forgetBefore) m.delete(v);
         if (e.lat !== null && e.lon !== null && (!s.prevLocation || t >= s.prevLocation.t))
           s.prevLocation = { lat: e.lat, lon: e.lon, t };
         s.lbl.set(e.event_id, [ids[4] ?? '', ids[2] ?? '', ids[5] ?? '']);
