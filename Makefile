@@ -78,5 +78,5 @@ bench: build
 train: build venv
 	rm -rf $(TRAIN_DIR)
 	$(CLI) simulate --days $(TRAIN_DAYS) --accounts $(TRAIN_ACCOUNTS) --seed $(TRAIN_SEED) --out $(TRAIN_DIR)
-	scripts/with-stack.sh $(CLI) replay --in $(TRAIN_DIR) --features-only --emit-features $(TRAIN_DIR)/features.csv --log-level warn
-	$(PY) models/train/train.py --features $(TRAIN_DIR)/features.csv --out $(MODEL_OUT)
+	scripts/with-stack.sh $(CLI) replay --in $(TRAIN_DIR) --features-only --emit-features $(TRAIN_DIR)/features.arrow --log-level warn
+	$(PY) models/train/train.py --features $(TRAIN_DIR)/features.arrow --out $(MODEL_OUT)
