@@ -74,6 +74,10 @@ interface Loaded {
   version: string;
   session: ort.InferenceSession;
   input: string;
+  /** Columns of the probability output (2: not fraud, fraud). */
+  classes: number;
+  /** Reusable output buffers. */
+  outputs: Float32Array[];
   inflight: number;
   retired: boolean;
   released?: Promise<void>;
@@ -87,15 +91,25 @@ function release(m: Loaded): Promise<void> {
 async function runOn(m: Loaded, cols: number, matrix: Float32Array, rows: number): Promise<Float32Array> {
   if (rows === 0) return new Float32Array(0);
   const data = matrix.length === rows * cols ? matrix : matrix.subarray(0, rows * cols);
-  const feeds = { [m.input]: new ort.Tensor('float32', data, [rows, cols]) };
-  const out = await m.session.run(feeds, [m.manifest.output]);
-  const probs = out[m.manifest.output]!;
-  const p = probs.data as Float32Array;
-  const classes = p.length / rows;
-  const result = new Float32Array(rows);
-  for (let i = 0; i < rows; i++) result[i] = p[i * classes + classes - 1]!;
-  probs.dispose();
-  return result;
+  // onnxruntime writes the probabilities into a buffer of ours (no output allocation per run); a run
+  // takes one from the pool and gives it back, so concurrent runs never share one.
+  let buf = m.outputs.pop();
+  if (!buf || buf.length < rows * m.classes) buf = new Float32Array(Math.max(rows, 64) * m.classes);
+  try {
+    const fetch = new ort.Tensor('float32', buf.subarray(0, rows * m.classes), [rows, m.classes]);
+    await m.session.run(
+      { [m.input]: new ort.Tensor('float32', data, [rows, cols]) },
+      {
+        [m.manifest.output]: fetch,
+      },
+    );
+    const result = new Float32Array(rows);
+    const last = m.classes - 1;
+    for (let i = 0; i < rows; i++) result[i] = buf[i * m.classes + last]!;
+    return result;
+  } finally {
+    m.outputs.push(buf);
+  }
 }
 
 /** Reads, checks and loads a model; throws FS_ERR_MODEL_LOAD / FS_ERR_MODEL_MISMATCH naming the problem. */
@@ -135,13 +149,23 @@ async function load(manifestPath: string, opts: ModelRunnerOptions): Promise<Loa
     version: `${manifest.name}@${manifest.version}`,
     session,
     input,
+    classes: 2,
+    outputs: [],
     inflight: 0,
     retired: false,
   };
   const cols = opts.featureNames.length;
   // Prove the model takes this width now, not on the first live batch.
   try {
-    const probe = await runOn(m, cols, new Float32Array(cols), 1);
+    const zero = new Float32Array(cols);
+    const plain = await session.run({ [input]: new ort.Tensor('float32', zero, [1, cols]) }, [
+      manifest.output,
+    ]);
+    m.classes = plain[manifest.output]!.data.length;
+    plain[manifest.output]!.dispose();
+    if (m.classes < 1 || m.classes > 2)
+      fail('MODEL_MISMATCH', `${onnxPath} gives ${m.classes} columns in ${manifest.output}, not 1 or 2`);
+    const probe = await runOn(m, cols, zero, 1);
     if (!(probe[0]! >= 0 && probe[0]! <= 1))
       fail('MODEL_MISMATCH', `${onnxPath} returned ${probe[0]} for a zero row, not a probability`);
   } catch (e) {
