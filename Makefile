@@ -17,7 +17,7 @@ help:
 	@echo "make demo     run the local demo stack (Kafka + Redis + simulator + scorer); DEMO_SECONDS=N to bound it"
 	@echo "make test     lint, format check, typecheck, unit and integration tests (starts and stops its own stack)"
 	@echo "make up/down  start/stop the local Kafka (KRaft) and Redis; make status; make clean removes their data"
-	@echo "make bench    benchmarks (features vs a no-op EVALSHA pipeline, Redis bytes per account) -> bench/results.json"
+	@echo "make bench    benchmarks (features vs a no-op EVALSHA pipeline, Redis bytes per account, model runner vs bare onnxruntime) -> bench/results.json"
 	@echo "make train    simulate a history, emit its features through replay, train LightGBM, write $(MODEL_OUT)"
 
 node_modules/.installed: package.json package-lock.json .npmrc
@@ -73,10 +73,10 @@ test: lint typecheck build venv
 	scripts/with-stack.sh $(NODE_BIN)/vitest run
 
 bench: build
-	scripts/with-stack.sh sh -c 'node dist/bench/features.js && node dist/bench/stream.js'
+	scripts/with-stack.sh sh -c 'node dist/bench/features.js && node dist/bench/stream.js && node dist/bench/model.js'
 
 train: build venv
 	rm -rf $(TRAIN_DIR)
 	$(CLI) simulate --days $(TRAIN_DAYS) --accounts $(TRAIN_ACCOUNTS) --seed $(TRAIN_SEED) --out $(TRAIN_DIR)
-	scripts/with-stack.sh $(CLI) replay --in $(TRAIN_DIR) --features-only --emit-features $(TRAIN_DIR)/features.csv --log-level warn
-	$(PY) models/train/train.py --features $(TRAIN_DIR)/features.csv --out $(MODEL_OUT)
+	scripts/with-stack.sh $(CLI) replay --in $(TRAIN_DIR) --features-only --emit-features $(TRAIN_DIR)/features.arrow --log-level warn
+	$(PY) models/train/train.py --features $(TRAIN_DIR)/features.arrow --out $(MODEL_OUT)

@@ -65,6 +65,7 @@ const commands: Record<string, Command> = {
           featurePrefix: str(o, 'feature-prefix'),
           allowedLatenessMs: num(o, 'allowed-lateness-ms'),
           modelManifest: resolve(str(o, 'model')),
+          ...(o['challenger'] ? { challengerManifest: resolve(str(o, 'challenger')) } : {}),
           ...(o['threshold'] !== undefined ? { threshold: num(o, 'threshold') } : {}),
           policyVersion: str(o, 'policy-version'),
           includeFeatures: o['include-features'] as boolean,
@@ -72,7 +73,14 @@ const commands: Record<string, Command> = {
         },
         log,
       );
+      // SIGHUP: hot swap to the manifest at --model, re-read; a failure is logged and the old model serves on.
+      const onHup = () => {
+        log.info('SIGHUP: reloading the model');
+        service.reloadModel().catch(() => undefined);
+      };
+      process.on('SIGHUP', onHup);
       const sig = await untilSignal();
+      process.off('SIGHUP', onHup);
       log.info({ signal: sig }, 'draining');
       await service.stop();
       log.info('stopped cleanly');

@@ -144,6 +144,12 @@ export const scoreOptions: OptionDef[] = [
   },
   ...modelOptions,
   {
+    flag: 'challenger',
+    env: 'FRAUDSTREAM_CHALLENGER',
+    type: 'string',
+    help: 'manifest of a shadow model scored on every event, recorded in metrics and decisions, never acted on',
+  },
+  {
     flag: 'include-features',
     env: 'FRAUDSTREAM_INCLUDE_FEATURES',
     type: 'boolean',

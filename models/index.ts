@@ -1,2 +1,8 @@
-export { createModelRunner, type ModelRunner, type ModelRunnerOptions } from './runner.js';
-export { readManifest, type ModelManifest } from './manifest.js';
+export {
+  createModelRunner,
+  SESSION_OPTIONS,
+  type ModelRunner,
+  type ModelRunnerOptions,
+  type ModelScores,
+} from './runner.js';
+export { readManifest, type ModelManifest, type ManifestPeriod } from './manifest.js';

@@ -55,6 +55,10 @@ export interface Decision {
   latency_us: number;
   feature_spec: string;
   features: number[] | null;
+  /** Shadow (challenger) model's score, never acted on; null (or absent) without a challenger. */
+  challenger_score?: number | null;
+  /** `name@version` of the challenger; null (or absent) without one. */
+  challenger_version?: string | null;
 }
 
 export interface Label {

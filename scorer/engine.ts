@@ -1,6 +1,6 @@
 import type { Clock } from '../lib/clock.js';
 import type { FeatureEngine } from '../features/index.js';
-import type { ModelRunner } from '../models/index.js';
+import type { ModelRunner, ModelScores } from '../models/index.js';
 import type { Policy } from '../policy/index.js';
 import type { Decision, ScoringEvent } from '../schemas/index.js';
 
@@ -33,15 +33,28 @@ export interface DecisionEngineOptions {
   clock: Clock;
   /** Put the feature vector into each decision (provenance). Default true. */
   includeFeatures?: boolean;
+  /** Shadow model: scored on every event of the same batch, recorded, never acted on. */
+  challenger?: ModelRunner;
+  /** Called once per batch with the challenger's scores (metrics); a challenger error goes to onChallengerError. */
+  onChallenger?: (scores: ModelScores, decisions: readonly Decision[]) => void;
+  onChallengerError?: (err: unknown) => void;
 }
 
 export function createDecisionEngine(opts: DecisionEngineOptions): DecisionEngine {
-  const { features, model, policy, clock } = opts;
+  const { features, model, policy, clock, challenger } = opts;
   const includeFeatures = opts.includeFeatures ?? true;
   return {
     async decide(events, readAtMicros) {
       const fb = await features.computeBatch(events);
-      const scores = await model.score(fb.matrix, fb.rows);
+      // One model scores the whole batch (a swap never splits it); its version goes into the decisions.
+      const [scored, shadow] = await Promise.all([
+        model.score(fb.matrix, fb.rows),
+        challenger?.score(fb.matrix, fb.rows).catch((e: unknown) => {
+          opts.onChallengerError?.(e);
+          return undefined;
+        }),
+      ]);
+      const scores = scored.scores;
       const decidedAt = clock.now();
       const ready = clock.monoMicros();
       const cols = fb.cols;
@@ -60,15 +73,18 @@ export function createDecisionEngine(opts: DecisionEngineOptions): DecisionEngin
           currency: event.currency,
           outcome: verdict.outcome,
           score,
-          model_version: model.version,
+          model_version: scored.version,
           policy_version: policy.version,
           reasons: verdict.reasons.slice(),
           decided_at: decidedAt,
           latency_us: Number(ready - readAtMicros[i]!),
           feature_spec: features.specHash,
           features: includeFeatures ? Array.from(fb.matrix.subarray(i * cols, (i + 1) * cols)) : null,
+          challenger_score: shadow ? Math.min(1, Math.max(0, shadow.scores[i]!)) : null,
+          challenger_version: shadow ? shadow.version : null,
         };
       }
+      if (shadow) opts.onChallenger?.(shadow, decisions);
       return { decisions, duplicate: fb.duplicate, late: fb.late, matrix: fb.matrix, cols };
     },
   };

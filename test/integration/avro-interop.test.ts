@@ -100,15 +100,24 @@ describe('Avro container files interoperate with Python fastavro', () => {
       latency_us: 1234,
       feature_spec: 'sha256:x',
       features: [1.5, 0, 2.25],
+      challenger_score: 0.5,
+      challenger_version: 'm@2',
+    };
+    const plain = {
+      ...decision,
+      event_id: 'e2',
+      features: null,
+      challenger_score: null,
+      challenger_version: null,
     };
     const dPath = join(dir, 'decisions.avro');
     execFileSync(python, [script, 'write', dPath, join(root, 'schemas', 'Decision.avsc')], {
-      input: JSON.stringify([decision, { ...decision, event_id: 'e2', features: null }]),
+      input: JSON.stringify([decision, plain]),
     });
     const ds: Decision[] = [];
     for await (const r of readContainer<Decision>(dPath, catalog.reader(RecordNames.Decision)))
       ds.push({ ...r });
-    expect(ds).toEqual([decision, { ...decision, event_id: 'e2', features: null }]);
+    expect(ds).toEqual([decision, plain]);
   });
 
   it('refuses a file of another record type where payments are expected', async () => {

@@ -1,0 +1,220 @@
+import type { Admin, Consumer, Producer } from 'kafkajs';
+import { Partitioners } from 'kafkajs';
+import type { Redis } from 'ioredis';
+import { spawn } from 'node:child_process';
+import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createSilentLogger } from '../../lib/logger.js';
+import { isFraudstreamError } from '../../lib/errors.js';
+import { projectRoot } from '../../lib/paths.js';
+import type { ModelManifest } from '../../models/index.js';
+import { clearNamespace } from '../../replay/index.js';
+import { createSchemas, RecordNames, type Decision } from '../../schemas/index.js';
+import { ensureTopics, startScoringService, type ScoringService } from '../../scorer/index.js';
+import { createSimulation, type SimEvent } from '../../simulator/index.js';
+import { BROKERS, kafka, REDIS_URL, redis, uniq } from './stack.js';
+
+const schemas = createSchemas();
+const run = uniq('swap');
+const topics = {
+  payments: `${run}-payments`,
+  withdrawals: `${run}-withdrawals`,
+  labels: `${run}-labels`,
+  decisions: `${run}-decisions`,
+  deadLetter: `${run}-dlq`,
+};
+const defaultDir = join(projectRoot(), 'models', 'default');
+
+/** The default model under another version, in a folder of its own; returns its manifest path. */
+function modelVersion(version: string, dir = mkdtempSync(join(tmpdir(), 'fs-swap-'))): string {
+  const m = JSON.parse(readFileSync(join(defaultDir, 'manifest.json'), 'utf8')) as ModelManifest;
+  m.version = version;
+  copyFileSync(join(defaultDir, m.onnx), join(dir, m.onnx));
+  writeFileSync(join(dir, 'manifest.json'), JSON.stringify(m));
+  return join(dir, 'manifest.json');
+}
+
+const encode = (e: SimEvent) =>
+  schemas.codec.encode(
+    e.type === 'PAYMENT' ? RecordNames.PaymentEvent : RecordNames.WithdrawalEvent,
+    e.event,
+  );
+
+async function readDecisions(n: number, timeoutMs = 90_000): Promise<Decision[]> {
+  const c: Consumer = kafka().consumer({ groupId: uniq('reader'), maxWaitTimeInMs: 100 });
+  await c.connect();
+  await c.subscribe({ topic: topics.decisions, fromBeginning: true });
+  const got: Decision[] = [];
+  await c.run({
+    eachMessage: async ({ message }) => {
+      got.push(schemas.codec.decode<Decision>(message.value!, [RecordNames.Decision]).value);
+    },
+  });
+  const deadline = Date.now() + timeoutMs;
+  while (got.length < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  await new Promise((r) => setTimeout(r, 1500)); // catch any extra (double) decision
+  await c.disconnect();
+  return got;
+}
+
+describe('model hot swap on the real Kafka scorer', () => {
+  let admin: Admin;
+  let producer: Producer;
+  let r: Redis;
+  let service: ScoringService | undefined;
+  const events: SimEvent[] = [];
+
+  beforeAll(async () => {
+    admin = kafka().admin();
+    await admin.connect();
+    await ensureTopics(admin, Object.values(topics), 3);
+    producer = kafka().producer({ createPartitioner: Partitioners.DefaultPartitioner });
+    await producer.connect();
+    r = await redis();
+    const sim = createSimulation({
+      seed: 9,
+      accounts: 200,
+      days: 3,
+      start: Date.UTC(2026, 0, 1),
+      fraudRate: 0.02,
+    });
+    for (const e of sim.events()) {
+      events.push(e);
+      if (events.length === 1200) break;
+    }
+  });
+
+  afterAll(async () => {
+    await service?.stop();
+    await producer.disconnect();
+    await admin.deleteTopics({ topics: Object.values(topics) }).catch(() => undefined);
+    await admin.disconnect();
+    await clearNamespace(r, run);
+    r.disconnect();
+  });
+
+  it('swaps while events flow: every event decided exactly once, each by one model, with the challenger beside it', async () => {
+    const shadow = modelVersion('shadow');
+    service = await startScoringService(
+      {
+        brokers: BROKERS,
+        groupId: `${run}-scorer`,
+        topics,
+        fromBeginning: true,
+        maxBatch: 16,
+        redisUrl: REDIS_URL,
+        featurePrefix: `${run}:`,
+        modelManifest: modelVersion('1'),
+        challengerManifest: shadow,
+        policyVersion: 'test-policy',
+        includeFeatures: false,
+        http: { host: '127.0.0.1', port: 0 },
+      },
+      createSilentLogger(),
+    );
+    const versions = ['2', '3', '4', '5', '6', '7', '8'].map((v) => modelVersion(v));
+    const broken = mkdtempSync(join(tmpdir(), 'fs-swap-'));
+    writeFileSync(join(broken, 'manifest.json'), '{"name": "half a manifest"');
+
+    // Produce in small chunks and swap between (and during) them.
+    let swaps = 0;
+    let failed = '';
+    const swapping = (async () => {
+      for (const [i, path] of versions.entries()) {
+        await new Promise((res) => setTimeout(res, 150));
+        await service!.reloadModel(path);
+        swaps++;
+        if (i === 3) {
+          await service!.reloadModel(join(broken, 'manifest.json')).catch((e: unknown) => {
+            failed = isFraudstreamError(e) ? `${e.code}: ${e.message}` : String(e);
+          });
+        }
+      }
+    })();
+    for (let i = 0; i < events.length; i += 40) {
+      const chunk = events.slice(i, i + 40);
+      const messages = (type: SimEvent['type']) =>
+        chunk.filter((e) => e.type === type).map((e) => ({ key: e.event.account_id, value: encode(e) }));
+      await producer.sendBatch({
+        topicMessages: [
+          { topic: topics.payments, messages: messages('PAYMENT') },
+          { topic: topics.withdrawals, messages: messages('WITHDRAWAL') },
+        ].filter((t) => t.messages.length > 0),
+      });
+      await new Promise((res) => setTimeout(res, 30));
+    }
+    await swapping;
+    expect(swaps).toBe(versions.length);
+    expect(failed).toMatch(/^FS_ERR_MODEL_LOAD: .*not valid JSON/);
+    expect(service.model.version).toBe('fraudstream-lgbm@8');
+
+    const decisions = await readDecisions(events.length);
+    expect(decisions).toHaveLength(events.length);
+    const ids = decisions.map((d) => d.event_id).sort();
+    expect(new Set(ids).size).toBe(events.length);
+    expect(ids).toEqual(events.map((e) => e.event.event_id).sort());
+    const seen = new Set(decisions.map((d) => d.model_version));
+    // Decided by several of the models the swaps put in, each decision naming one of them.
+    expect(seen.size).toBeGreaterThanOrEqual(2);
+    for (const v of seen) expect(v).toMatch(/^fraudstream-lgbm@[1-8]$/);
+    for (const d of decisions) {
+      expect(d.challenger_version).toBe('fraudstream-lgbm@shadow');
+      // Same ONNX as the champion: the shadow score is the served score.
+      expect(d.challenger_score).toBeCloseTo(d.score, 6);
+    }
+    const metrics = await (await fetch(`${service.url}/metrics`)).text();
+    expect(metrics).toContain(
+      `fraudstream_challenger_score_count{model_version="fraudstream-lgbm@shadow"} ${events.length}`,
+    );
+    expect(metrics).not.toMatch(/^fraudstream_challenger_disagreements_total\{[^}]*\} [1-9]/m);
+  });
+
+  it('fraudstream score swaps on SIGHUP, and keeps serving the old model when the new one is bad', async () => {
+    await service?.stop();
+    service = undefined;
+    const dir = mkdtempSync(join(tmpdir(), 'fs-hup-'));
+    const manifest = modelVersion('1', dir);
+    const child = spawn(
+      process.execPath,
+      [
+        join(projectRoot(), 'bin', 'fraudstream.js'),
+        'score',
+        ...['--brokers', BROKERS.join(','), '--redis-url', REDIS_URL],
+        ...['--topic-payments', topics.payments, '--topic-withdrawals', topics.withdrawals],
+        ...['--topic-labels', topics.labels, '--topic-decisions', topics.decisions],
+        ...['--topic-dead-letter', topics.deadLetter, '--group-id', `${run}-hup`],
+        ...['--feature-prefix', `${run}-hup:`, '--http-port', '0', '--model', manifest],
+        ...['--from-beginning', 'false'],
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let stderr = '';
+    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
+    const waitFor = async (re: RegExp) => {
+      const deadline = Date.now() + 30_000;
+      while (!re.test(stderr) && Date.now() < deadline && child.exitCode === null)
+        await new Promise((res) => setTimeout(res, 100));
+      expect(stderr.slice(-4000)).toMatch(re);
+    };
+    await waitFor(/joined consumer group/);
+
+    modelVersion('2', dir); // replace the files in place, then signal
+    child.kill('SIGHUP');
+    await waitFor(/"to":"fraudstream-lgbm@2".*"msg":"model swapped"/);
+
+    writeFileSync(manifest, JSON.stringify({ name: 'x', version: '3' }));
+    child.kill('SIGHUP');
+    await waitFor(/model swap failed/);
+    const failure = stderr.split('\n').find((l) => l.includes('model swap failed'))!;
+    expect(failure).toContain('"code":"FS_ERR_MODEL_LOAD"');
+    expect(failure).toContain('"serving":"fraudstream-lgbm@2"');
+    expect(failure).toContain('onnx_sha256 must be a non-empty string');
+
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    await clearNamespace(r, `${run}-hup`);
+  });
+});
