@@ -1,7 +1,7 @@
 import type { Clock } from '../lib/clock.js';
 import type { FeatureEngine } from '../features/index.js';
 import type { ModelRunner } from '../models/index.js';
-import type { Policy } from '../policy/index.js';
+import { featureReasons, normsOf, type Degradation, type Policy } from '../policy/index.js';
 import type { Decision, ScoringEvent } from '../schemas/index.js';
 
 /**
@@ -33,15 +33,57 @@ export interface DecisionEngineOptions {
   clock: Clock;
   /** Put the feature vector into each decision (provenance). Default true. */
   includeFeatures?: boolean;
+  /**
+   * Latency budget (ms) of the feature store and of the model, each, per batch: past it the batch is
+   * decided in degraded mode by the policy. Unset: no budget (replay waits for every answer).
+   */
+  budgetMs?: number;
+  /** Called once per batch decided in degraded mode (a metric). */
+  onDegraded?: (by: Degradation, events: number) => void;
+}
+
+/** Rejects when `p` has not settled within `ms` (the work itself carries on and is ignored). */
+function withinBudget<T>(p: Promise<T>, ms: number | undefined): Promise<T> {
+  if (ms === undefined) return p;
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`over the ${ms} ms budget`)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
+function emptyBatch(rows: number, cols: number) {
+  return {
+    rows,
+    cols,
+    matrix: new Float32Array(rows * cols),
+    duplicate: new Uint8Array(rows),
+    late: new Uint8Array(rows),
+  };
 }
 
 export function createDecisionEngine(opts: DecisionEngineOptions): DecisionEngine {
   const { features, model, policy, clock } = opts;
   const includeFeatures = opts.includeFeatures ?? true;
+  const onDegraded = opts.onDegraded;
   return {
     async decide(events, readAtMicros) {
-      const fb = await features.computeBatch(events);
-      const scores = await model.score(fb.matrix, fb.rows);
+      // Degraded mode (docs/policy.md): the feature store or the model missing the policy's latency
+      // budget (or failing) yields the configured fail-open/fail-closed verdict, never a hang.
+      const budget = opts.budgetMs;
+      let degraded: Degradation | undefined;
+      const fb = await withinBudget(features.computeBatch(events), budget).catch(() => {
+        degraded = 'FEATURES';
+        return emptyBatch(events.length, features.names.length);
+      });
+      const scores = degraded
+        ? new Float32Array(events.length)
+        : await withinBudget(model.score(fb.matrix, fb.rows), budget).catch(() => {
+            degraded = 'MODEL';
+            return new Float32Array(events.length);
+          });
+      if (degraded) onDegraded?.(degraded, events.length);
+      const norms = degraded ? undefined : normsOf(model.manifest, fb.cols);
       const decidedAt = clock.now();
       const ready = clock.monoMicros();
       const cols = fb.cols;
@@ -50,7 +92,12 @@ export function createDecisionEngine(opts: DecisionEngineOptions): DecisionEngin
         const { type, event } = events[i]!;
         // Round through float32 -> double the way Avro and the model see it; clamp guards float noise.
         const score = Math.min(1, Math.max(0, scores[i]!));
-        const verdict = policy.decide(type, score);
+        const verdict = policy.evaluate(events[i]!, score, degraded);
+        const reasons = norms
+          ? verdict.reasons.concat(
+              featureReasons(fb.matrix.subarray(i * cols, (i + 1) * cols), features.names, norms),
+            )
+          : verdict.reasons.slice();
         decisions[i] = {
           event_id: event.event_id,
           event_type: type,
@@ -62,11 +109,12 @@ export function createDecisionEngine(opts: DecisionEngineOptions): DecisionEngin
           score,
           model_version: model.version,
           policy_version: policy.version,
-          reasons: verdict.reasons.slice(),
+          reasons,
           decided_at: decidedAt,
           latency_us: Number(ready - readAtMicros[i]!),
           feature_spec: features.specHash,
-          features: includeFeatures ? Array.from(fb.matrix.subarray(i * cols, (i + 1) * cols)) : null,
+          features:
+            includeFeatures && !degraded ? Array.from(fb.matrix.subarray(i * cols, (i + 1) * cols)) : null,
         };
       }
       return { decisions, duplicate: fb.duplicate, late: fb.late, matrix: fb.matrix, cols };

@@ -1,14 +1,18 @@
-import { Kafka, logLevel, type LogEntry } from 'kafkajs';
+import { Kafka, Partitioners, logLevel, type LogEntry } from 'kafkajs';
+import type { FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
 import { systemClock, type Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
 import { createFeatureEngine } from '../features/index.js';
 import { createModelRunner, type ModelRunner } from '../models/index.js';
-import { createPolicy } from '../policy/index.js';
+import { createPolicy, loadPolicyFile } from '../policy/index.js';
+import { createCaseStore, createReviewApi, createReviewConsumer, webRoot } from '../review/index.js';
+import { createApiMetrics } from './api-metrics.js';
+import { createInlineScorer } from './inline.js';
 import { createSchemas } from '../schemas/index.js';
 import { createKafkaScorer, type Topics } from './consumer.js';
 import { createDecisionEngine } from './engine.js';
-import { createHttpServer } from './http.js';
+import { createHttpServer, type ApiKey } from './http.js';
 import { createScorerMetrics } from './metrics.js';
 
 export interface ScoringServiceConfig {
@@ -28,6 +32,18 @@ export interface ScoringServiceConfig {
   policyVersion: string;
   includeFeatures: boolean;
   http: { host: string; port: number };
+  /** Policy file (docs/policy.md): thresholds, lists, amount limits, degraded mode, its version. */
+  policyFile?: string;
+  /** Analyst and admin API keys. */
+  apiKeys?: ApiKey[];
+  /** Build the review queue from the decisions topic and serve it. Default true. */
+  review?: boolean;
+  /** Lease of a claimed case. Default 5 min. */
+  leaseMs?: number;
+  /** Largest HTTP request body in bytes. Default 64 KiB. */
+  bodyLimit?: number;
+  /** Extra HTTP routes added before listening (benchmarks). */
+  extraRoutes?: (app: FastifyInstance) => void;
 }
 
 export interface ScoringService {
@@ -75,18 +91,23 @@ export async function startScoringService(
     featureNames: features.names,
     featureSpec: features.specHash,
   });
-  const policy = createPolicy({
-    version: cfg.policyVersion,
-    thresholds: { default: cfg.threshold ?? model.manifest.threshold },
-  });
+  // A policy file replaces --policy-version and --threshold (its own version and thresholds win).
+  const policy = createPolicy(
+    cfg.policyFile
+      ? loadPolicyFile(cfg.policyFile)
+      : { version: cfg.policyVersion, thresholds: { default: cfg.threshold ?? model.manifest.threshold } },
+  );
+  const metrics = createScorerMetrics();
+  const apiMetrics = createApiMetrics(metrics.registry);
   const engine = createDecisionEngine({
     features,
     model,
     policy,
     clock,
     includeFeatures: cfg.includeFeatures,
+    budgetMs: policy.degraded.budgetMs,
+    onDegraded: (by, n) => apiMetrics.degraded.inc({ by }, n),
   });
-  const metrics = createScorerMetrics();
   const kafka = new Kafka({
     clientId: cfg.clientId ?? 'fraudstream-scorer',
     brokers: cfg.brokers,
@@ -106,22 +127,71 @@ export async function startScoringService(
     maxBatch: cfg.maxBatch,
     fromBeginning: cfg.fromBeginning,
   });
+  // One producer for inline decisions and analyst labels (the Kafka scorer has its own).
+  const producer = kafka.producer({
+    idempotent: true,
+    maxInFlightRequests: 1,
+    createPartitioner: Partitioners.DefaultPartitioner,
+    allowAutoTopicCreation: false,
+  });
+  await producer.connect();
+  const inline = createInlineScorer({
+    engine,
+    schemas,
+    producer,
+    decisionsTopic: cfg.topics.decisions,
+    clock,
+    onDecision: (d, dup) => {
+      metrics.events.inc({ type: d.event_type, outcome: d.outcome });
+      metrics.latency.observe({ type: d.event_type }, d.latency_us / 1e6);
+      if (dup) metrics.duplicates.inc({ type: d.event_type });
+    },
+  });
+  const store = cfg.review === false ? undefined : createCaseStore({ leaseMs: cfg.leaseMs ?? 300_000 });
+  const reviewConsumer = store
+    ? createReviewConsumer({
+        kafka,
+        groupPrefix: `${cfg.groupId}-review`,
+        topics: cfg.topics,
+        schemas,
+        store,
+        logger,
+      })
+    : undefined;
   const http = createHttpServer({
     logger,
     metrics: metrics.registry,
-    readiness: async () => ({ kafka: scorer.ready(), redis: redis.status === 'ready', model: true }),
+    apiMetrics,
+    readiness: async () => ({
+      kafka: scorer.ready(),
+      redis: redis.status === 'ready',
+      model: true,
+      ...(reviewConsumer ? { review: reviewConsumer.ready() } : {}),
+    }),
+    apiKeys: cfg.apiKeys ?? [],
+    score: (body) => inline.score(body),
+    ...(store
+      ? {
+          review: createReviewApi({ store, producer, labelsTopic: cfg.topics.labels, schemas, clock }),
+          webRoot: webRoot(),
+        }
+      : {}),
+    ...(cfg.bodyLimit !== undefined ? { bodyLimit: cfg.bodyLimit } : {}),
+    ...(cfg.extraRoutes ? { extraRoutes: cfg.extraRoutes } : {}),
   });
   const url = await http.listen({ host: cfg.http.host, port: cfg.http.port });
   logger.info(
     {
       url,
       model: model.version,
-      threshold: cfg.threshold ?? model.manifest.threshold,
+      policy: policy.version,
+      degraded: policy.degraded,
       spec: features.specHash,
     },
     'scoring service listening',
   );
   await scorer.start();
+  await reviewConsumer?.start();
   let stopping: Promise<void> | undefined;
   return {
     url,
@@ -130,6 +200,8 @@ export async function startScoringService(
       stopping ??= (async () => {
         await scorer.stop();
         await http.close();
+        await reviewConsumer?.stop();
+        await producer.disconnect();
         await model.close();
         await redis.quit();
       })();
