@@ -74,6 +74,7 @@ test: lint typecheck build venv
 
 bench: build
 	scripts/with-stack.sh node dist/bench/features.js
+	scripts/with-stack.sh node dist/bench/inline.js
 
 train: build venv
 	rm -rf $(TRAIN_DIR)

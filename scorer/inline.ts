@@ -90,9 +90,43 @@ function createPublisher(producer: Producer, topic: string, schemas: Schemas) {
     });
 }
 
+/**
+ * Natural batching of engine calls: a request arriving while a batch is being decided waits for the
+ * next one, which takes every request queued meanwhile (one Redis round trip, one model run). An idle
+ * engine starts at once, so batching adds no delay at low load.
+ */
+function createBatcher(engine: DecisionEngine, maxBatch: number) {
+  type Item = { ev: ScoringEvent; readAt: bigint; done: (r: { d: Decision; dup: boolean } | Error) => void };
+  let queue: Item[] = [];
+  let busy = false;
+  const pump = async () => {
+    busy = true;
+    while (queue.length) {
+      const batch = queue.slice(0, maxBatch);
+      queue = queue.slice(batch.length);
+      try {
+        const { decisions, duplicate } = await engine.decide(
+          batch.map((b) => b.ev),
+          batch.map((b) => b.readAt),
+        );
+        batch.forEach((b, i) => b.done({ d: decisions[i]!, dup: duplicate[i] === 1 }));
+      } catch (err) {
+        for (const b of batch) b.done(err as Error);
+      }
+    }
+    busy = false;
+  };
+  return (ev: ScoringEvent, readAt: bigint) =>
+    new Promise<{ d: Decision; dup: boolean }>((resolve, reject) => {
+      queue.push({ ev, readAt, done: (r) => (r instanceof Error ? reject(r) : resolve(r)) });
+      if (!busy) void pump();
+    });
+}
+
 export function createInlineScorer(opts: InlineScorerOptions): InlineScorer {
   const { engine, schemas, clock } = opts;
   const publish = createPublisher(opts.producer, opts.decisionsTopic, schemas);
+  const decide = createBatcher(engine, 256);
   return {
     async score(body) {
       const readAt = clock.monoMicros();
@@ -130,8 +164,7 @@ export function createInlineScorer(opts: InlineScorerOptions): InlineScorer {
           list.map((p) => ({ field: `event.${p.split(' ')[0]}`, problem: p })),
         );
       }
-      const { decisions, duplicate } = await engine.decide([ev], [readAt]);
-      const d = decisions[0]!;
+      const { d, dup } = await decide(ev, readAt);
       try {
         await publish(d);
       } catch (err) {
@@ -142,7 +175,7 @@ export function createInlineScorer(opts: InlineScorerOptions): InlineScorer {
           { cause: err },
         );
       }
-      opts.onDecision?.(d, duplicate[0] === 1);
+      opts.onDecision?.(d, dup);
       return d;
     },
   };
