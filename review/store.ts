@@ -52,7 +52,7 @@ export interface CaseDetail extends CaseView {
   decision: Decision;
   /** The input event when the review consumer saw it on its topic (inline events are not on one). */
   event: PaymentEvent | WithdrawalEvent | null;
-  /** The account's most recent decisions, newest first. */
+  /** The account's most recent decisions, newest event time first. */
   activity: Decision[];
   audit: AuditEntry[];
 }
@@ -169,6 +169,7 @@ export function createCaseStore(opts: CaseStoreOptions = {}): CaseStore {
       const acts = activity.get(d.account_id) ?? [];
       if (!acts.some((a) => a.event_id === d.event_id)) {
         acts.unshift(d);
+        acts.sort((a, b) => b.event_time - a.event_time);
         if (acts.length > perAccount) acts.length = perAccount;
       }
       boundedSet(activity, d.account_id, acts, maxAccounts);
@@ -198,7 +199,7 @@ export function createCaseStore(opts: CaseStoreOptions = {}): CaseStore {
     list(q, now) {
       const status = q.status ?? 'OPEN';
       const sort = q.sort ?? 'score';
-      const dir = (q.order ?? (sort === 'score' ? 'desc' : 'asc')) === 'asc' ? 1 : -1;
+      const dir = (q.order ?? 'desc') === 'asc' ? 1 : -1;
       const all: CaseView[] = [];
       for (const c of cases.values()) {
         const v = view(c, now);
@@ -207,7 +208,7 @@ export function createCaseStore(opts: CaseStoreOptions = {}): CaseStore {
         if (q.event_type && v.event_type !== q.event_type) continue;
         all.push(v);
       }
-      // Age = time since the decision: ascending age is newest first, so compare decided_at reversed.
+      // Age = time since the decision; the default (desc) puts the oldest case first, like a queue.
       all.sort((a, b) =>
         sort === 'score'
           ? dir * (a.score - b.score) || a.decided_at - b.decided_at
