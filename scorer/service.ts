@@ -162,12 +162,8 @@ export async function startScoringService(
     logger,
     metrics: metrics.registry,
     apiMetrics,
-    readiness: async () => ({
-      kafka: scorer.ready(),
-      redis: redis.status === 'ready',
-      model: true,
-      ...(reviewConsumer ? { review: reviewConsumer.ready() } : {}),
-    }),
+    // Readiness is about scoring: a review consumer still catching up does not take traffic away.
+    readiness: async () => ({ kafka: scorer.ready(), redis: redis.status === 'ready', model: true }),
     apiKeys: cfg.apiKeys ?? [],
     score: (body) => inline.score(body),
     ...(store
