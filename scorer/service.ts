@@ -73,6 +73,9 @@ export async function startScoringService(
   logger: Logger,
   clock: Clock = systemClock,
 ): Promise<ScoringService> {
+  // A policy file replaces --policy-version and --threshold (its own version and thresholds win). It
+  // is read before anything connects, so a bad file stops start-up at once and leaves nothing open.
+  const policyOptions = cfg.policyFile ? loadPolicyFile(cfg.policyFile) : undefined;
   const schemas = createSchemas();
   const redis = new Redis(cfg.redisUrl, {
     lazyConnect: true,
@@ -91,11 +94,11 @@ export async function startScoringService(
     featureNames: features.names,
     featureSpec: features.specHash,
   });
-  // A policy file replaces --policy-version and --threshold (its own version and thresholds win).
   const policy = createPolicy(
-    cfg.policyFile
-      ? loadPolicyFile(cfg.policyFile)
-      : { version: cfg.policyVersion, thresholds: { default: cfg.threshold ?? model.manifest.threshold } },
+    policyOptions ?? {
+      version: cfg.policyVersion,
+      thresholds: { default: cfg.threshold ?? model.manifest.threshold },
+    },
   );
   const metrics = createScorerMetrics();
   const apiMetrics = createApiMetrics(metrics.registry);

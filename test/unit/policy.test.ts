@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { createServer, type Server, type Socket } from 'node:net';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -6,6 +7,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFeatureEngine, FEATURE_NAMES } from '../../features/index.js';
 import { isFraudstreamError } from '../../lib/errors.js';
+import { projectRoot } from '../../lib/paths.js';
 import type { ModelRunner } from '../../models/index.js';
 import {
   createPolicy,
@@ -129,6 +131,21 @@ describe('policy file', () => {
     const msg = errorOf(() => loadPolicyFile(g));
     expect(msg).toContain(`${g}:3: thresholds.default: must be a number in [0, 1]`);
     expect(msg).toContain(`${g}:4: treshold: unknown key`);
+  });
+});
+
+describe('fraudstream score with a bad policy file (the compiled build)', () => {
+  it('stops start-up at once with the file, the line and what is wrong', () => {
+    const f = policyFile('{\n  "version": "v1",\n  "thresholds": { "default": 2 }\n}\n');
+    const r = spawnSync(
+      process.execPath,
+      [join(projectRoot(), 'bin', 'fraudstream.js'), 'score', '--policy', f, '--log-level', 'silent'],
+      { encoding: 'utf8', timeout: 30_000 },
+    );
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain(
+      `${f}:3: thresholds.default: must be a number in [0, 1], got 2 [FS_ERR_BAD_POLICY]`,
+    );
   });
 });
 
