@@ -11,7 +11,7 @@ TRAIN_DAYS ?= 35
 TRAIN_ACCOUNTS ?= 3000
 MODEL_OUT ?= models/default
 
-.PHONY: help install build venv up down status clean demo test lint typecheck unit integration train bench
+.PHONY: help install build venv up down status clean demo test lint typecheck unit integration train bench readme
 
 help:
 	@echo "make demo     run the local demo stack (Kafka + Redis + simulator + scorer); DEMO_SECONDS=N to bound it"
@@ -73,10 +73,15 @@ test: lint typecheck build venv
 	scripts/with-stack.sh $(NODE_BIN)/vitest run
 
 bench: build
-	scripts/with-stack.sh sh -c 'node dist/bench/features.js && node dist/bench/stream.js && node dist/bench/model.js'
+	scripts/with-stack.sh sh -c 'node dist/bench/features.js && node dist/bench/stream.js && node dist/bench/model.js && node dist/bench/inline.js'
 
 train: build venv
 	rm -rf $(TRAIN_DIR)
 	$(CLI) simulate --days $(TRAIN_DAYS) --accounts $(TRAIN_ACCOUNTS) --seed $(TRAIN_SEED) --out $(TRAIN_DIR)
 	scripts/with-stack.sh $(CLI) replay --in $(TRAIN_DIR) --features-only --emit-features $(TRAIN_DIR)/features.arrow --log-level warn
 	$(PY) models/train/train.py --features $(TRAIN_DIR)/features.arrow --out $(MODEL_OUT)
+
+# Regenerates the option tables of README.md from cli/options.ts.
+readme: build
+	node dist/scripts/readme-options.js
+	$(NODE_BIN)/prettier --write README.md --log-level warn

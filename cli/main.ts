@@ -6,12 +6,13 @@ import { isFraudstreamError } from '../lib/errors.js';
 import { createLogger, type Logger } from '../lib/logger.js';
 import { createFeatureEngine } from '../features/index.js';
 import { createModelRunner } from '../models/index.js';
-import { createPolicy } from '../policy/index.js';
+import { createPolicy, loadPolicyFile } from '../policy/index.js';
 import { runReplay } from '../replay/index.js';
 import { createSchemas } from '../schemas/index.js';
 import { kafkaLogCreator, startScoringService } from '../scorer/index.js';
 import { DAY, produceLive, writeSimulationFiles } from '../simulator/index.js';
 import {
+  parseApiKeys,
   parseOptions,
   replayOptions,
   scoreOptions,
@@ -70,6 +71,11 @@ const commands: Record<string, Command> = {
           policyVersion: str(o, 'policy-version'),
           includeFeatures: o['include-features'] as boolean,
           http: { host: str(o, 'http-host'), port: num(o, 'http-port') },
+          ...(o['policy'] !== undefined ? { policyFile: resolve(str(o, 'policy')) } : {}),
+          apiKeys: parseApiKeys(o['api-keys'] as string | undefined),
+          review: o['review'] as boolean,
+          leaseMs: num(o, 'lease-seconds') * 1000,
+          bodyLimit: num(o, 'http-body-limit'),
         },
         log,
       );
@@ -156,10 +162,16 @@ const commands: Record<string, Command> = {
               featureSpec: names.specHash,
             });
         const policy = model
-          ? createPolicy({
-              version: str(o, 'policy-version'),
-              thresholds: { default: (o['threshold'] as number | undefined) ?? model.manifest.threshold },
-            })
+          ? createPolicy(
+              o['policy'] !== undefined
+                ? loadPolicyFile(resolve(str(o, 'policy')))
+                : {
+                    version: str(o, 'policy-version'),
+                    thresholds: {
+                      default: (o['threshold'] as number | undefined) ?? model.manifest.threshold,
+                    },
+                  },
+            )
           : undefined;
         const tty = process.stderr.isTTY;
         let last = 0;

@@ -79,7 +79,13 @@ export const modelOptions: OptionDef[] = [
     env: 'FRAUDSTREAM_POLICY_VERSION',
     type: 'string',
     default: 'threshold-v1',
-    help: 'policy_version written into decisions',
+    help: 'policy_version written into decisions (when no --policy file is given)',
+  },
+  {
+    flag: 'policy',
+    env: 'FRAUDSTREAM_POLICY',
+    type: 'string',
+    help: 'policy file (docs/policy.md): thresholds, block/allow lists, amount limits, degraded mode; replaces --threshold and --policy-version',
   },
 ];
 
@@ -170,8 +176,61 @@ export const scoreOptions: OptionDef[] = [
     default: 18080,
     help: 'port of the HTTP server (0 = any free port)',
   },
+  {
+    flag: 'api-keys',
+    env: 'FRAUDSTREAM_API_KEYS',
+    type: 'string',
+    help: 'analyst and admin API keys, comma-separated role:name:key (role analyst or admin); none: the review and admin API answer 401',
+  },
+  {
+    flag: 'review',
+    env: 'FRAUDSTREAM_REVIEW',
+    type: 'boolean',
+    default: true,
+    help: 'build the review queue from the decisions topic and serve it with the analyst page at /review/',
+  },
+  {
+    flag: 'lease-seconds',
+    env: 'FRAUDSTREAM_LEASE_SECONDS',
+    type: 'int',
+    default: 300,
+    help: 'how long a claimed case stays with its analyst',
+  },
+  {
+    flag: 'http-body-limit',
+    env: 'FRAUDSTREAM_HTTP_BODY_LIMIT',
+    type: 'int',
+    default: 65_536,
+    help: 'largest HTTP request body in bytes (larger: 413)',
+  },
   ...common,
 ];
+
+/**
+ * Parses --api-keys: `role:name:key,...`. Problems name the entry by position, never its key.
+ */
+export function parseApiKeys(
+  raw: string | undefined,
+): { role: 'analyst' | 'admin'; name: string; key: string }[] {
+  if (!raw) return [];
+  const problems: string[] = [];
+  const out: { role: 'analyst' | 'admin'; name: string; key: string }[] = [];
+  raw.split(',').forEach((entry, i) => {
+    const [role, name, ...rest] = entry.trim().split(':');
+    const key = rest.join(':');
+    if (role !== 'analyst' && role !== 'admin')
+      problems.push(`--api-keys entry ${i + 1}: role must be analyst or admin`);
+    else if (!name || !/^[\w.@-]{1,64}$/.test(name))
+      problems.push(`--api-keys entry ${i + 1}: name must be 1-64 of [A-Za-z0-9_.@-]`);
+    else if (key.length < 16)
+      problems.push(`--api-keys entry ${i + 1}: the key must be at least 16 characters`);
+    else out.push({ role, name, key });
+  });
+  if (new Set(out.map((k) => k.key)).size !== out.length)
+    problems.push('--api-keys: two entries share a key');
+  if (problems.length) fail('BAD_CONFIG', problems.join('; '), { problems });
+  return out;
+}
 
 export const simulateOptions: OptionDef[] = [
   { flag: 'days', type: 'int', default: 30, help: 'days of history to generate' },
@@ -344,4 +403,31 @@ export function usage(command: string, summary: string, defs: readonly OptionDef
   }
   lines.push(`  --help`.padEnd(30) + ' show this help');
   return lines.join('\n');
+}
+
+/** Every command and its options, for --help, the README tables and their check. */
+export const COMMAND_OPTIONS: Readonly<Record<string, readonly OptionDef[]>> = {
+  score: scoreOptions,
+  simulate: simulateOptions,
+  replay: replayOptions,
+};
+
+/** One row per option, as the README's table of a command lists it (cells unpadded). */
+export function optionRows(defs: readonly OptionDef[]): string[][] {
+  return defs.map((d) => [
+    `\`--${d.flag}\`${d.type === 'boolean' ? '' : ` <${d.type}>`}`,
+    d.env ? `\`${d.env}\`` : '',
+    d.default !== undefined && d.default !== '' ? `\`${String(d.default)}\`` : d.required ? 'required' : '',
+    d.help,
+  ]);
+}
+
+/** The README table of a command's options, generated from its definitions. */
+export function optionsTableMarkdown(defs: readonly OptionDef[]): string {
+  const line = (cells: readonly string[]) => `| ${cells.join(' | ')} |`;
+  return [
+    line(['flag', 'environment variable', 'default', 'meaning']),
+    line(['---', '---', '---', '---']),
+    ...optionRows(defs).map(line),
+  ].join('\n');
 }

@@ -71,6 +71,34 @@ export const Errors = {
   ),
   // Feature store
   FEATURE_STORE: define('FS_ERR_FEATURE_STORE', 'Feature store call failed', true, 503),
+  // Policy
+  BAD_POLICY: define('FS_ERR_BAD_POLICY', 'Policy file is invalid', false, 500),
+  // HTTP API
+  UNAUTHORIZED: define('FS_ERR_UNAUTHORIZED', 'A valid API key is required', false, 401),
+  FORBIDDEN: define('FS_ERR_FORBIDDEN', "The API key's role may not call this endpoint", false, 403),
+  BAD_REQUEST: define('FS_ERR_BAD_REQUEST', 'Request is invalid', false, 400),
+  MALFORMED_JSON: define('FS_ERR_MALFORMED_JSON', 'Request body is not valid JSON', false, 400),
+  BODY_TOO_LARGE: define('FS_ERR_BODY_TOO_LARGE', 'Request body is too large', false, 413),
+  UNSUPPORTED_MEDIA_TYPE: define(
+    'FS_ERR_UNSUPPORTED_MEDIA_TYPE',
+    'Request body must be application/json',
+    false,
+    415,
+  ),
+  NOT_FOUND: define('FS_ERR_NOT_FOUND', 'No such route', false, 404),
+  NOT_IMPLEMENTED: define('FS_ERR_NOT_IMPLEMENTED', 'This server does not offer that operation', false, 501),
+  UNAVAILABLE: define('FS_ERR_UNAVAILABLE', 'A dependency did not answer; retry later', true, 503),
+  // Review queue
+  CASE_NOT_FOUND: define('FS_ERR_CASE_NOT_FOUND', 'No such case', false, 404),
+  CASE_CLAIMED: define('FS_ERR_CASE_CLAIMED', 'Another analyst holds the lease on this case', false, 409),
+  CASE_NOT_CLAIMED: define('FS_ERR_CASE_NOT_CLAIMED', 'Claim the case before resolving it', false, 409),
+  LEASE_EXPIRED: define(
+    'FS_ERR_LEASE_EXPIRED',
+    'The lease on this case has expired; claim it again',
+    false,
+    409,
+  ),
+  CASE_RESOLVED: define('FS_ERR_CASE_RESOLVED', 'The case is already resolved', false, 409),
   // Replay / files
   BAD_INPUT_FILE: define('FS_ERR_BAD_INPUT_FILE', 'Input file cannot be read', false, 400),
 } as const satisfies Record<string, ErrorSpec>;

@@ -1,7 +1,7 @@
 import type { Clock } from '../lib/clock.js';
 import type { FeatureEngine } from '../features/index.js';
 import type { ModelRunner, ModelScores } from '../models/index.js';
-import type { Policy } from '../policy/index.js';
+import { featureReasons, normsOf, type Degradation, type Policy } from '../policy/index.js';
 import type { Decision, ScoringEvent } from '../schemas/index.js';
 
 /**
@@ -38,23 +38,72 @@ export interface DecisionEngineOptions {
   /** Called once per batch with the challenger's scores (metrics); a challenger error goes to onChallengerError. */
   onChallenger?: (scores: ModelScores, decisions: readonly Decision[]) => void;
   onChallengerError?: (err: unknown) => void;
+  /**
+   * Latency budget (ms) of the feature store and of the model, each, per batch: past it the batch is
+   * decided in degraded mode by the policy. Unset: no budget (replay waits for every answer).
+   */
+  budgetMs?: number;
+  /** Called once per batch decided in degraded mode (a metric). */
+  onDegraded?: (by: Degradation, events: number) => void;
+}
+
+/** Rejects when `p` has not settled within `ms` (the work itself carries on and is ignored). */
+function withinBudget<T>(p: Promise<T>, ms: number | undefined): Promise<T> {
+  if (ms === undefined) return p;
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`over the ${ms} ms budget`)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
+function emptyBatch(rows: number, cols: number) {
+  return {
+    rows,
+    cols,
+    matrix: new Float32Array(rows * cols),
+    duplicate: new Uint8Array(rows),
+    late: new Uint8Array(rows),
+  };
 }
 
 export function createDecisionEngine(opts: DecisionEngineOptions): DecisionEngine {
   const { features, model, policy, clock, challenger } = opts;
   const includeFeatures = opts.includeFeatures ?? true;
+  const onDegraded = opts.onDegraded;
   return {
     async decide(events, readAtMicros) {
-      const fb = await features.computeBatch(events);
+      // Degraded mode (docs/policy.md): the feature store or the model missing the policy's latency
+      // budget (or failing) yields the configured fail-open/fail-closed verdict, never a hang.
+      const budget = opts.budgetMs;
+      let degraded: Degradation | undefined;
+      const fb = await withinBudget(features.computeBatch(events), budget).catch(() => {
+        degraded = 'FEATURES';
+        return emptyBatch(events.length, features.names.length);
+      });
       // One model scores the whole batch (a swap never splits it); its version goes into the decisions.
-      const [scored, shadow] = await Promise.all([
-        model.score(fb.matrix, fb.rows),
-        challenger?.score(fb.matrix, fb.rows).catch((e: unknown) => {
-          opts.onChallengerError?.(e);
-          return undefined;
-        }),
-      ]);
-      const scores = scored.scores;
+      // The shadow challenger runs beside it, under the same budget, and never holds a decision up.
+      let scored: ModelScores | undefined;
+      let shadow: ModelScores | undefined;
+      if (!degraded) {
+        [scored, shadow] = await Promise.all([
+          withinBudget(model.score(fb.matrix, fb.rows), budget).catch(() => {
+            degraded = 'MODEL';
+            return undefined;
+          }),
+          challenger
+            ? withinBudget(challenger.score(fb.matrix, fb.rows), budget).catch((e: unknown) => {
+                opts.onChallengerError?.(e);
+                return undefined;
+              })
+            : undefined,
+        ]);
+      }
+      if (degraded) shadow = undefined;
+      const scores = scored?.scores ?? new Float32Array(events.length);
+      if (degraded) onDegraded?.(degraded, events.length);
+      // The norms of the model that scored this batch: a hot swap brings its own.
+      const norms = scored && !degraded ? normsOf(scored.manifest, fb.cols) : undefined;
       const decidedAt = clock.now();
       const ready = clock.monoMicros();
       const cols = fb.cols;
@@ -63,7 +112,12 @@ export function createDecisionEngine(opts: DecisionEngineOptions): DecisionEngin
         const { type, event } = events[i]!;
         // Round through float32 -> double the way Avro and the model see it; clamp guards float noise.
         const score = Math.min(1, Math.max(0, scores[i]!));
-        const verdict = policy.decide(type, score);
+        const verdict = policy.evaluate(events[i]!, score, degraded);
+        const reasons = norms
+          ? verdict.reasons.concat(
+              featureReasons(fb.matrix.subarray(i * cols, (i + 1) * cols), features.names, norms),
+            )
+          : verdict.reasons.slice();
         decisions[i] = {
           event_id: event.event_id,
           event_type: type,
@@ -73,13 +127,14 @@ export function createDecisionEngine(opts: DecisionEngineOptions): DecisionEngin
           currency: event.currency,
           outcome: verdict.outcome,
           score,
-          model_version: scored.version,
+          model_version: scored?.version ?? model.version,
           policy_version: policy.version,
-          reasons: verdict.reasons.slice(),
+          reasons,
           decided_at: decidedAt,
           latency_us: Number(ready - readAtMicros[i]!),
           feature_spec: features.specHash,
-          features: includeFeatures ? Array.from(fb.matrix.subarray(i * cols, (i + 1) * cols)) : null,
+          features:
+            includeFeatures && !degraded ? Array.from(fb.matrix.subarray(i * cols, (i + 1) * cols)) : null,
           challenger_score: shadow ? Math.min(1, Math.max(0, shadow.scores[i]!)) : null,
           challenger_version: shadow ? shadow.version : null,
         };

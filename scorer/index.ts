@@ -12,7 +12,15 @@ export {
   type Topics,
 } from './consumer.js';
 export { createScorerMetrics, type ScorerMetrics } from './metrics.js';
-export { createHttpServer, type HttpServerOptions } from './http.js';
+export {
+  createHttpServer,
+  type HttpServerOptions,
+  type ApiKey,
+  type ApiRole,
+  type ReviewRoutes,
+} from './http.js';
+export { createInlineScorer, avroProblems, type InlineScorer, type FieldProblem } from './inline.js';
+export { createApiMetrics, type ApiMetrics } from './api-metrics.js';
 export { ensureTopics } from './topics.js';
 export {
   startScoringService,

@@ -1,4 +1,5 @@
-import { Kafka, logLevel, type LogEntry } from 'kafkajs';
+import { Kafka, Partitioners, logLevel, type LogEntry } from 'kafkajs';
+import type { FastifyInstance } from 'fastify';
 import { Counter, Histogram, type Registry } from 'prom-client';
 import { Redis } from 'ioredis';
 import { systemClock, type Clock } from '../lib/clock.js';
@@ -6,11 +7,14 @@ import { isFraudstreamError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { createFeatureEngine } from '../features/index.js';
 import { createModelRunner, type ModelRunner } from '../models/index.js';
-import { createPolicy } from '../policy/index.js';
+import { createPolicy, loadPolicyFile } from '../policy/index.js';
+import { createCaseStore, createReviewApi, createReviewConsumer, webRoot } from '../review/index.js';
+import { createApiMetrics } from './api-metrics.js';
+import { createInlineScorer } from './inline.js';
 import { createSchemas } from '../schemas/index.js';
 import { createKafkaScorer, type Topics } from './consumer.js';
 import { createDecisionEngine } from './engine.js';
-import { createHttpServer } from './http.js';
+import { createHttpServer, type ApiKey } from './http.js';
 import { createScorerMetrics } from './metrics.js';
 
 export interface ScoringServiceConfig {
@@ -32,6 +36,18 @@ export interface ScoringServiceConfig {
   policyVersion: string;
   includeFeatures: boolean;
   http: { host: string; port: number };
+  /** Policy file (docs/policy.md): thresholds, lists, amount limits, degraded mode, its version. */
+  policyFile?: string;
+  /** Analyst and admin API keys. */
+  apiKeys?: ApiKey[];
+  /** Build the review queue from the decisions topic and serve it. Default true. */
+  review?: boolean;
+  /** Lease of a claimed case. Default 5 min. */
+  leaseMs?: number;
+  /** Largest HTTP request body in bytes. Default 64 KiB. */
+  bodyLimit?: number;
+  /** Extra HTTP routes added before listening (benchmarks). */
+  extraRoutes?: (app: FastifyInstance) => void;
 }
 
 export interface ScoringService {
@@ -93,6 +109,9 @@ export async function startScoringService(
   logger: Logger,
   clock: Clock = systemClock,
 ): Promise<ScoringService> {
+  // A policy file replaces --policy-version and --threshold (its own version and thresholds win). It
+  // is read before anything connects, so a bad file stops start-up at once and leaves nothing open.
+  const policyOptions = cfg.policyFile ? loadPolicyFile(cfg.policyFile) : undefined;
   const schemas = createSchemas();
   const redis = new Redis(cfg.redisUrl, {
     lazyConnect: true,
@@ -118,11 +137,14 @@ export async function startScoringService(
         featureSpec: features.specHash,
       })
     : undefined;
-  const policy = createPolicy({
-    version: cfg.policyVersion,
-    thresholds: { default: cfg.threshold ?? model.manifest.threshold },
-  });
+  const policy = createPolicy(
+    policyOptions ?? {
+      version: cfg.policyVersion,
+      thresholds: { default: cfg.threshold ?? model.manifest.threshold },
+    },
+  );
   const metrics = createScorerMetrics();
+  const apiMetrics = createApiMetrics(metrics.registry);
   const shadow = challenger ? challengerMetrics(metrics.registry) : undefined;
   const engine = createDecisionEngine({
     features,
@@ -130,6 +152,8 @@ export async function startScoringService(
     policy,
     clock,
     includeFeatures: cfg.includeFeatures,
+    budgetMs: policy.degraded.budgetMs,
+    onDegraded: (by, n) => apiMetrics.degraded.inc({ by }, n),
     ...(challenger && shadow
       ? {
           challenger,
@@ -187,26 +211,69 @@ export async function startScoringService(
     reloads = next.catch(() => undefined);
     return next;
   };
-  // A variable, not a literal: the HTTP server registers POST /v1/admin/model/reload when given reloadModel.
-  const httpOptions = {
+  // One producer for inline decisions and analyst labels (the Kafka scorer has its own).
+  const producer = kafka.producer({
+    idempotent: true,
+    maxInFlightRequests: 1,
+    createPartitioner: Partitioners.DefaultPartitioner,
+    allowAutoTopicCreation: false,
+  });
+  await producer.connect();
+  const inline = createInlineScorer({
+    engine,
+    schemas,
+    producer,
+    decisionsTopic: cfg.topics.decisions,
+    clock,
+    onDecision: (d, dup) => {
+      metrics.events.inc({ type: d.event_type, outcome: d.outcome });
+      metrics.latency.observe({ type: d.event_type }, d.latency_us / 1e6);
+      if (dup) metrics.duplicates.inc({ type: d.event_type });
+    },
+  });
+  const store = cfg.review === false ? undefined : createCaseStore({ leaseMs: cfg.leaseMs ?? 300_000 });
+  const reviewConsumer = store
+    ? createReviewConsumer({
+        kafka,
+        groupPrefix: `${cfg.groupId}-review`,
+        topics: cfg.topics,
+        schemas,
+        store,
+        logger,
+      })
+    : undefined;
+  const http = createHttpServer({
     logger,
     metrics: metrics.registry,
+    apiMetrics,
+    // Readiness is about scoring: a review consumer still catching up does not take traffic away.
     readiness: async () => ({ kafka: scorer.ready(), redis: redis.status === 'ready', model: true }),
     reloadModel,
-  };
-  const http = createHttpServer(httpOptions);
+    apiKeys: cfg.apiKeys ?? [],
+    score: (body) => inline.score(body),
+    ...(store
+      ? {
+          review: createReviewApi({ store, producer, labelsTopic: cfg.topics.labels, schemas, clock }),
+          webRoot: webRoot(),
+        }
+      : {}),
+    ...(cfg.bodyLimit !== undefined ? { bodyLimit: cfg.bodyLimit } : {}),
+    ...(cfg.extraRoutes ? { extraRoutes: cfg.extraRoutes } : {}),
+  });
   const url = await http.listen({ host: cfg.http.host, port: cfg.http.port });
   logger.info(
     {
       url,
       model: model.version,
       challenger: challenger?.version,
-      threshold: cfg.threshold ?? model.manifest.threshold,
+      policy: policy.version,
+      degraded: policy.degraded,
       spec: features.specHash,
     },
     'scoring service listening',
   );
   await scorer.start();
+  await reviewConsumer?.start();
   let stopping: Promise<void> | undefined;
   return {
     url,
@@ -218,6 +285,8 @@ export async function startScoringService(
         await scorer.stop();
         await http.close();
         await reloads;
+        await reviewConsumer?.stop();
+        await producer.disconnect();
         await model.close();
         await challenger?.close();
         await redis.quit();

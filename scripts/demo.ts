@@ -1,10 +1,12 @@
 /**
  * The local demo (make demo): on a running stack, creates the topics, starts the scorer, streams a
  * simulated history at a steady rate, shows live progress, and on Ctrl-C or after DEMO_SECONDS prints a
- * summary and stops what it started. Settings: DEMO_SECONDS, DEMO_RATE, DEMO_ACCOUNTS, DEMO_DAYS,
- * DEMO_SEED (README, "Environment variables").
+ * summary and stops what it started. It prints the analyst page's address and key; flagged decisions
+ * fill its queue as the demo runs. Settings: DEMO_SECONDS, DEMO_RATE, DEMO_ACCOUNTS, DEMO_DAYS,
+ * DEMO_SEED, DEMO_API_KEY (README, "Environment variables").
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { createWriteStream, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -45,6 +47,8 @@ const topics = {
   deadLetter: 'dead-letter',
 };
 const namespace = `demo-${run}`;
+// A fresh analyst key per run, for the review page (README: "The analyst page").
+const analystKey = env.DEMO_API_KEY ?? `demo-${randomBytes(12).toString('hex')}`;
 const root = projectRoot();
 const logDir = join(root, '.stack', 'demo');
 mkdirSync(logDir, { recursive: true });
@@ -88,6 +92,8 @@ async function main(): Promise<number> {
     `${namespace}:`,
     '--http-port',
     httpPort,
+    '--api-keys',
+    `analyst:demo:${analystKey},admin:demo-admin:${analystKey}-admin`,
   ]);
   let stopping = false;
   const ready = async () => {
@@ -143,6 +149,7 @@ async function main(): Promise<number> {
   console.log(
     `demo: scorer ready at ${url} (/metrics, /readyz); streaming ${rate} events/s from ${accounts} accounts (seed ${seed})`,
   );
+  console.log(`demo: review queue (analyst page) at ${url}/review/  API key: ${analystKey}`);
   console.log(`demo: ${seconds ? `running for ${seconds} s` : 'press Ctrl-C to stop'}; logs in ${logDir}`);
   const sim = child('simulate', [
     'simulate',
@@ -184,7 +191,7 @@ async function main(): Promise<number> {
     const line =
       `[${((now - started) / 1000).toFixed(0).padStart(4)} s] ${evs.toFixed(0).padStart(6)} events/s | ` +
       `decided ${count} | flagged ${count ? ((100 * flag) / count).toFixed(2) : '0.00'}% | ` +
-      `p50 ${ms(pct(recent, 0.5))} p99 ${ms(pct(recent, 0.99))} | dead-letter ${dead}`;
+      `p50 ${ms(pct(recent, 0.5))} p99 ${ms(pct(recent, 0.99))} | dead-letter ${dead} | cases ${flag}`;
     if (tty) process.stdout.write(`\r${line}\x1b[K`);
     else if (++tick % 5 === 0) console.log(line);
   }, 1000);
@@ -204,6 +211,12 @@ async function main(): Promise<number> {
     still = c === prev ? still + 1 : 0;
     prev = c;
   }
+  const queue = await fetch(`${url}/v1/cases?status=OPEN&limit=1`, {
+    headers: { authorization: `Bearer ${analystKey}` },
+  }).then(
+    async (r) => ((await r.json()) as { total?: number }).total ?? -1,
+    () => -1,
+  );
   scorer.kill('SIGTERM');
   const scorerCode = await scorer.done;
   await watch.disconnect();
@@ -222,6 +235,7 @@ async function main(): Promise<number> {
     `outcomes            APPROVE ${approve}, FLAG ${flag} (flag rate ${n ? ((100 * flag) / n).toFixed(2) : '0.00'}%)`,
   );
   console.log(`dead-letter         ${dead}`);
+  console.log(`review queue        ${queue < 0 ? 'unknown' : `${queue} open cases`} (${url}/review/)`);
   console.log(
     `throughput          ${(n / producingSeconds).toFixed(0)} events/s over ${producingSeconds.toFixed(1)} s (offered ${rate}/s)`,
   );

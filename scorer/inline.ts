@@ -1,0 +1,182 @@
+import type { Message, Producer } from 'kafkajs';
+import type { Clock } from '../lib/clock.js';
+import { Errors, fail, FraudstreamError, isFraudstreamError } from '../lib/errors.js';
+import {
+  RecordNames,
+  validatePayment,
+  validateWithdrawal,
+  type Decision,
+  type PaymentEvent,
+  type Schemas,
+  type ScoringEvent,
+  type WithdrawalEvent,
+} from '../schemas/index.js';
+import type { DecisionEngine } from './engine.js';
+
+/** One field-level problem of an inline request. */
+export interface FieldProblem {
+  field: string;
+  problem: string;
+}
+
+export interface InlineScorer {
+  /** Validates `{ type, event }`, decides it with the shared engine and publishes the decision. */
+  score(body: unknown): Promise<Decision>;
+}
+
+export interface InlineScorerOptions {
+  engine: DecisionEngine;
+  schemas: Schemas;
+  producer: Producer;
+  decisionsTopic: string;
+  clock: Clock;
+  /** Called per inline decision (metrics). */
+  onDecision?: (d: Decision, duplicate: boolean) => void;
+}
+
+const badRequest = (message: string, problems: FieldProblem[]): never =>
+  fail('BAD_REQUEST', message, { problems });
+
+const typeName = (t: unknown): string => {
+  const x = t as { typeName?: string; name?: string; types?: { typeName?: string; name?: string }[] };
+  if (x.types) return x.types.map((u) => u.name ?? u.typeName).join(' or ');
+  return x.name ?? x.typeName ?? 'value';
+};
+
+/** Checks a JSON value against the record's Avro schema, naming every field that does not fit. */
+export function avroProblems(schemas: Schemas, name: string, value: unknown): FieldProblem[] {
+  const type = schemas.catalog.reader(name);
+  const problems: FieldProblem[] = [];
+  const fields = (type as unknown as { fields?: { name: string }[] }).fields ?? [];
+  if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+    const known = new Set(fields.map((f) => f.name));
+    for (const k of Object.keys(value))
+      if (!known.has(k)) problems.push({ field: k, problem: 'unknown field' });
+  }
+  type.isValid(value, {
+    errorHook(path: string[], v: unknown, t: unknown) {
+      problems.push({
+        field: path.join('.') || '(event)',
+        problem: v === undefined ? 'missing' : `${JSON.stringify(v)} is not a valid ${typeName(t)}`,
+      });
+    },
+  });
+  return problems;
+}
+
+/**
+ * Micro-batches decisions to the decisions topic: every decision queued in the same turn of the event
+ * loop goes in one produce request (acks=all); each caller learns when its decision is acknowledged.
+ */
+function createPublisher(producer: Producer, topic: string, schemas: Schemas) {
+  let queue: { msg: Message; done: (err?: unknown) => void }[] = [];
+  const flush = async () => {
+    const batch = queue;
+    queue = [];
+    try {
+      await producer.send({ topic, acks: -1, messages: batch.map((b) => b.msg) });
+      for (const b of batch) b.done();
+    } catch (err) {
+      for (const b of batch) b.done(err);
+    }
+  };
+  return (d: Decision) =>
+    new Promise<void>((resolve, reject) => {
+      if (queue.length === 0) setImmediate(() => void flush());
+      queue.push({
+        msg: { key: d.account_id, value: schemas.codec.encode(RecordNames.Decision, d) },
+        done: (err) => (err ? reject(err as Error) : resolve()),
+      });
+    });
+}
+
+/**
+ * Natural batching of engine calls: a request arriving while a batch is being decided waits for the
+ * next one, which takes every request queued meanwhile (one Redis round trip, one model run). An idle
+ * engine starts at once, so batching adds no delay at low load.
+ */
+function createBatcher(engine: DecisionEngine, maxBatch: number) {
+  type Item = { ev: ScoringEvent; readAt: bigint; done: (r: { d: Decision; dup: boolean } | Error) => void };
+  let queue: Item[] = [];
+  let busy = false;
+  const pump = async () => {
+    busy = true;
+    while (queue.length) {
+      const batch = queue.slice(0, maxBatch);
+      queue = queue.slice(batch.length);
+      try {
+        const { decisions, duplicate } = await engine.decide(
+          batch.map((b) => b.ev),
+          batch.map((b) => b.readAt),
+        );
+        batch.forEach((b, i) => b.done({ d: decisions[i]!, dup: duplicate[i] === 1 }));
+      } catch (err) {
+        for (const b of batch) b.done(err as Error);
+      }
+    }
+    busy = false;
+  };
+  return (ev: ScoringEvent, readAt: bigint) =>
+    new Promise<{ d: Decision; dup: boolean }>((resolve, reject) => {
+      queue.push({ ev, readAt, done: (r) => (r instanceof Error ? reject(r) : resolve(r)) });
+      if (!busy) void pump();
+    });
+}
+
+export function createInlineScorer(opts: InlineScorerOptions): InlineScorer {
+  const { engine, schemas, clock } = opts;
+  const publish = createPublisher(opts.producer, opts.decisionsTopic, schemas);
+  const decide = createBatcher(engine, 256);
+  return {
+    async score(body) {
+      const readAt = clock.monoMicros();
+      if (body === null || typeof body !== 'object' || Array.isArray(body))
+        badRequest('the body must be a JSON object { type, event }', [
+          { field: '(body)', problem: 'not an object' },
+        ]);
+      const { type, event, ...rest } = body as Record<string, unknown>;
+      const extra = Object.keys(rest).map((k) => ({ field: k, problem: 'unknown field' }));
+      if (type !== 'PAYMENT' && type !== 'WITHDRAWAL')
+        badRequest('type must be PAYMENT or WITHDRAWAL', [
+          ...extra,
+          { field: 'type', problem: `${JSON.stringify(type ?? null)} is not PAYMENT or WITHDRAWAL` },
+        ]);
+      const name = type === 'PAYMENT' ? RecordNames.PaymentEvent : RecordNames.WithdrawalEvent;
+      const problems = [
+        ...extra,
+        ...avroProblems(schemas, name, event).map((p) => ({ ...p, field: `event.${p.field}` })),
+      ];
+      if (problems.length) badRequest(`the ${type} does not match its Avro schema`, problems);
+      let ev: ScoringEvent;
+      try {
+        ev =
+          type === 'PAYMENT'
+            ? { type: 'PAYMENT', event: validatePayment(event as PaymentEvent, { now: clock.now() }) }
+            : {
+                type: 'WITHDRAWAL',
+                event: validateWithdrawal(event as WithdrawalEvent, { now: clock.now() }),
+              };
+      } catch (err) {
+        if (!isFraudstreamError(err, 'INVALID_EVENT')) throw err;
+        const list = (err.detail?.problems as string[] | undefined) ?? [err.message];
+        return badRequest(
+          err.message,
+          list.map((p) => ({ field: `event.${p.split(' ')[0]}`, problem: p })),
+        );
+      }
+      const { d, dup } = await decide(ev, readAt);
+      try {
+        await publish(d);
+      } catch (err) {
+        throw new FraudstreamError(
+          Errors.UNAVAILABLE,
+          `the decision could not be published: ${(err as Error).message}`,
+          undefined,
+          { cause: err },
+        );
+      }
+      opts.onDecision?.(d, dup);
+      return d;
+    },
+  };
+}
