@@ -2,13 +2,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import {
-  COMMAND_OPTIONS,
-  optionRows,
-  parseOptions,
-  replayOptions,
-  scoreOptions,
-} from '../../cli/options.js';
+import { COMMAND_OPTIONS, optionRows, parseOptions, replayOptions, scoreOptions } from '../../cli/options.js';
 import { isFraudstreamError } from '../../lib/errors.js';
 import { projectRoot } from '../../lib/paths.js';
 
