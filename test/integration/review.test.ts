@@ -192,7 +192,7 @@ describe('inline scoring and the review API, on the real stack', () => {
     expect(again.features).toEqual(first.features);
   });
 
-  it('API keys: 401 without one (metric only), 403 for an analyst on the admin API, 501 with no reload', async () => {
+  it('API keys: 401 without one (metric only), 403 for an analyst on the admin API; an admin reload swaps the model, a bad one keeps it', async () => {
     const before = await metric('fraudstream_http_unauthorized_total');
     expect((await call('GET', '/v1/cases')).status).toBe(401);
     const wrong = await call('GET', '/v1/cases', undefined, 'not-a-key-at-all-xxxx');
@@ -200,8 +200,22 @@ describe('inline scoring and the review API, on the real stack', () => {
     expect(await metric('fraudstream_http_unauthorized_total')).toBe(before + 2);
     const forbidden = await call('POST', '/v1/admin/model/reload', {}, ALICE);
     expect([forbidden.status, forbidden.body.error.code]).toEqual([403, 'FS_ERR_FORBIDDEN']);
-    const none = await call('POST', '/v1/admin/model/reload', {}, ADMIN);
-    expect([none.status, none.body.error.code]).toEqual([501, 'FS_ERR_NOT_IMPLEMENTED']);
+    // The hot swap behind the endpoint: the same manifest again, then one that does not exist.
+    const again = await call('POST', '/v1/admin/model/reload', {}, ADMIN);
+    expect(again.status).toBe(200);
+    expect(again.body.model_version).toBe(service.model.version);
+    const missing = await call(
+      'POST',
+      '/v1/admin/model/reload',
+      { manifest: '/nonexistent/manifest.json' },
+      ADMIN,
+    );
+    expect(missing.body.error.code).toBe('FS_ERR_MODEL_LOAD');
+    expect(missing.status).toBeGreaterThanOrEqual(400);
+    expect(service.model.version).toBe(again.body.model_version);
+    const after = await call('POST', '/v1/score', { type: 'PAYMENT', event: event('after-bad-swap') });
+    expect(after.status).toBe(200);
+    expect((after.body as Decision).model_version).toBe(again.body.model_version);
   });
 
   it('flagged decisions become cases: list, claim with a lease, resolve -> Label, audit trail, bad input', async () => {
