@@ -40,6 +40,12 @@ export interface PolicyOptions {
   amountLimits?: Partial<Record<EventType, number>>;
   /** What a degraded decision (features or model late or failed) is. Default fail-open, 200 ms. */
   degraded?: { mode: DegradedMode; budgetMs: number };
+  /**
+   * The score threshold is the one in the manifest of the model that scored the event (passed to
+   * `evaluate`), so it follows a hot swap; `thresholds` is used when none is passed. Set when the
+   * threshold was not given explicitly (no --threshold, no policy file).
+   */
+  thresholdFromModel?: boolean;
 }
 
 export interface PolicyVerdict {
@@ -57,7 +63,7 @@ export interface Policy {
    * when `degraded` is set (no trustworthy score), the configured fail-open/fail-closed outcome.
    * Reasons list every rule that hit, in that order, then the score's reason.
    */
-  evaluate(ev: ScoringEvent, score: number, degraded?: Degradation): PolicyVerdict;
+  evaluate(ev: ScoringEvent, score: number, degraded?: Degradation, modelThreshold?: number): PolicyVerdict;
 }
 
 function entityValues(ev: ScoringEvent): Record<ListEntity, string | null> {
@@ -91,19 +97,25 @@ export function createPolicy(opts: PolicyOptions): Policy {
   const limits = opts.amountLimits ?? {};
   const hasRules = block.length > 0 || allow.length > 0 || Object.keys(limits).length > 0;
   const degraded = Object.freeze({ ...(opts.degraded ?? { mode: 'fail-open', budgetMs: 200 }) });
-  const decide = (eventType: EventType, score: number) =>
-    score >= (thresholds[eventType] ?? thresholds.default) ? flag : approve;
+  const fromModel = opts.thresholdFromModel ?? false;
+  const decide = (eventType: EventType, score: number, modelThreshold?: number) =>
+    score >=
+    (fromModel && modelThreshold !== undefined
+      ? modelThreshold
+      : (thresholds[eventType] ?? thresholds.default))
+      ? flag
+      : approve;
   return {
     version: opts.version,
     degraded,
-    decide,
-    evaluate(ev, score, degradedBy) {
+    decide: (eventType, score) => decide(eventType, score),
+    evaluate(ev, score, degradedBy, modelThreshold) {
       const base = degradedBy
         ? {
             outcome: (degraded.mode === 'fail-open' ? 'APPROVE' : 'FLAG') as Outcome,
             reasons: [degradedBy === 'FEATURES' ? Reasons.DEGRADED_FEATURES : Reasons.DEGRADED_MODEL],
           }
-        : decide(ev.type, score);
+        : decide(ev.type, score, modelThreshold);
       if (!hasRules) return base;
       const values = entityValues(ev);
       const blocked: string[] = [];

@@ -112,7 +112,7 @@ export function createDecisionEngine(opts: DecisionEngineOptions): DecisionEngin
         const { type, event } = events[i]!;
         // Round through float32 -> double the way Avro and the model see it; clamp guards float noise.
         const score = Math.min(1, Math.max(0, scores[i]!));
-        const verdict = policy.evaluate(events[i]!, score, degraded);
+        const verdict = policy.evaluate(events[i]!, score, degraded, scored?.manifest.threshold);
         const reasons = norms
           ? verdict.reasons.concat(
               featureReasons(fb.matrix.subarray(i * cols, (i + 1) * cols), features.names, norms),

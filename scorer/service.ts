@@ -141,6 +141,8 @@ export async function startScoringService(
     policyOptions ?? {
       version: cfg.policyVersion,
       thresholds: { default: cfg.threshold ?? model.manifest.threshold },
+      // No explicit threshold: the scoring model's own, which follows a hot swap.
+      thresholdFromModel: cfg.threshold === undefined,
     },
   );
   const metrics = createScorerMetrics();

@@ -54,6 +54,16 @@ describe('policy rules', () => {
     expect(p.evaluate(wd(), 0.4)).toEqual({ outcome: 'FLAG', reasons: ['SCORE_ABOVE_THRESHOLD'] });
   });
 
+  it('takes the scoring model threshold only when told to (no explicit threshold), so it follows a swap', () => {
+    // An explicit threshold ignores the model's.
+    expect(p.evaluate(pay(), 0.4, undefined, 0.1).outcome).toBe('APPROVE');
+    const follow = createPolicy({ version: 'p', thresholds: { default: 0.5 }, thresholdFromModel: true });
+    expect(follow.evaluate(pay(), 0.4, undefined, 0.1).outcome).toBe('FLAG');
+    expect(follow.evaluate(pay(), 0.4, undefined, 0.9).outcome).toBe('APPROVE');
+    // No model threshold passed (e.g. degraded, or a caller without one): the configured one.
+    expect(follow.evaluate(pay(), 0.6).outcome).toBe('FLAG');
+  });
+
   it('block list flags whatever the score; allow list approves; amount limit flags', () => {
     expect(p.evaluate(wd({ destination_id: 'atm-bad' }), 0)).toEqual({
       outcome: 'FLAG',
