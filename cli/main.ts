@@ -9,7 +9,7 @@ import { createModelRunner } from '../models/index.js';
 import { createPolicy, loadPolicyFile } from '../policy/index.js';
 import { runReplay } from '../replay/index.js';
 import { createSchemas } from '../schemas/index.js';
-import { kafkaLogCreator, startScoringService } from '../scorer/index.js';
+import { kafkaLogCreator, startScoringService, type ScoringService } from '../scorer/index.js';
 import { DAY, produceLive, writeSimulationFiles } from '../simulator/index.js';
 import {
   parseApiKeys,
@@ -49,7 +49,23 @@ const commands: Record<string, Command> = {
       'Run the scoring service: Kafka consumer (payments, withdrawals -> decisions) and the HTTP server.',
     options: scoreOptions,
     async run(o, log) {
-      const service = await startScoringService(
+      // Signals are handled from the first moment: a SIGTERM during start-up drains once started, a
+      // SIGHUP swaps the model once started (Node's default for both would kill the process).
+      const signalled = untilSignal();
+      let service: ScoringService | undefined;
+      let hupPending = false;
+      // SIGHUP: hot swap to the manifest at --model, re-read; a failure is logged and the old model serves on.
+      const onHup = () => {
+        if (!service) {
+          hupPending = true;
+          log.info('SIGHUP during start-up: the model is reloaded once the service is up');
+          return;
+        }
+        log.info('SIGHUP: reloading the model');
+        service.reloadModel().catch(() => undefined);
+      };
+      process.on('SIGHUP', onHup);
+      service = await startScoringService(
         {
           brokers: brokers(o),
           groupId: str(o, 'group-id'),
@@ -79,13 +95,9 @@ const commands: Record<string, Command> = {
         },
         log,
       );
-      // SIGHUP: hot swap to the manifest at --model, re-read; a failure is logged and the old model serves on.
-      const onHup = () => {
-        log.info('SIGHUP: reloading the model');
-        service.reloadModel().catch(() => undefined);
-      };
-      process.on('SIGHUP', onHup);
-      const sig = await untilSignal();
+      log.info('scoring service up (SIGHUP reloads the model, SIGTERM drains)');
+      if (hupPending) onHup();
+      const sig = await signalled;
       process.off('SIGHUP', onHup);
       log.info({ signal: sig }, 'draining');
       await service.stop();
