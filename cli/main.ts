@@ -52,7 +52,7 @@ const commands: Record<string, Command> = {
       // Signals are handled from the first moment: a SIGTERM during start-up drains once started, a
       // SIGHUP swaps the model once started (Node's default for both would kill the process).
       const signalled = untilSignal();
-      let service: ScoringService | undefined;
+      let service: ScoringService | undefined = undefined;
       let hupPending = false;
       // SIGHUP: hot swap to the manifest at --model, re-read; a failure is logged and the old model serves on.
       const onHup = () => {
