@@ -11,6 +11,7 @@ import { runReplay } from '../replay/index.js';
 import { createSchemas } from '../schemas/index.js';
 import { kafkaLogCreator, startScoringService } from '../scorer/index.js';
 import { DAY, produceLive, writeSimulationFiles } from '../simulator/index.js';
+import { createProgress } from './progress.js';
 import {
   parseOptions,
   replayOptions,
@@ -131,59 +132,96 @@ const commands: Record<string, Command> = {
 
   replay: {
     summary:
-      'Backtest: replay container files through the production features, model and policy on an isolated Redis namespace.',
+      'Backtest: replay container files or a Kafka time range through the production features, model and policy on an isolated Redis namespace.',
     options: replayOptions,
     async run(o, log) {
       const schemas = createSchemas();
+      const inDir = o['in'] as string | undefined;
+      const from = o['from'] as string | undefined;
+      if (!inDir === !from) throw new Error('replay needs either --in DIR or --from TIME --to TIME');
+      const outDir = (o['out'] as string | undefined) ?? inDir;
+      if (!outDir) throw new Error('replay --from needs --out DIR');
       const redis = new Redis(str(o, 'redis-url'), { lazyConnect: true, maxRetriesPerRequest: 2 });
       await redis.connect();
+      const runners: { close(): Promise<void> }[] = [];
       try {
         const featuresOnly = o['features-only'] as boolean;
         const names = createFeatureEngine({ redis, prefix: 'probe:' });
-        const model = featuresOnly
+        const load = async (path: string, threshold?: number) => {
+          const model = await createModelRunner({
+            manifestPath: resolve(path),
+            featureNames: names.names,
+            featureSpec: names.specHash,
+          });
+          runners.push(model);
+          const t = threshold ?? model.manifest.threshold;
+          const policy = createPolicy({ version: str(o, 'policy-version'), thresholds: { default: t } });
+          return { model, policy, threshold: t };
+        };
+        const champion = featuresOnly
           ? undefined
-          : await createModelRunner({
-              manifestPath: resolve(str(o, 'model')),
-              featureNames: names.names,
-              featureSpec: names.specHash,
-            });
-        const policy = model
-          ? createPolicy({
-              version: str(o, 'policy-version'),
-              thresholds: { default: (o['threshold'] as number | undefined) ?? model.manifest.threshold },
-            })
+          : await load(str(o, 'model'), o['threshold'] as number | undefined);
+        const challenger = o['challenger'] ? await load(str(o, 'challenger')) : undefined;
+        const kafka = from
+          ? {
+              kafka: new Kafka({
+                clientId: 'fraudstream-replay',
+                brokers: brokers(o),
+                logLevel: logLevel.WARN,
+                logCreator: kafkaLogCreator(log),
+              }),
+              schemas,
+              logger: log,
+              topics: {
+                payments: str(o, 'topic-payments'),
+                withdrawals: str(o, 'topic-withdrawals'),
+                labels: str(o, 'topic-labels'),
+              },
+              from: parseTime('--from', from),
+              to: parseTime('--to', o['to'] as string | undefined),
+            }
           : undefined;
-        const tty = process.stderr.isTTY;
-        let last = 0;
+        const progress = createProgress(process.stderr);
         const result = await runReplay({
-          inDir: str(o, 'in'),
-          outDir: (o['out'] as string | undefined) ?? str(o, 'in'),
+          ...(inDir ? { inDir } : {}),
+          ...(kafka ? { kafka } : {}),
+          outDir,
           redis,
           catalog: schemas.catalog,
           logger: log,
           clock: systemClock,
           namespace: str(o, 'namespace'),
           batchSize: num(o, 'batch-size'),
-          ...(model ? { model } : {}),
-          ...(policy ? { policy } : {}),
+          ...(champion ? { champion } : {}),
+          ...(challenger ? { challenger } : {}),
           ...(o['emit-features'] ? { emitFeatures: str(o, 'emit-features') } : {}),
-          onProgress: (n) => {
-            if (tty && n - last >= 20_000) {
-              last = n;
-              process.stderr.write(`\rreplayed ${n} events`);
-            }
-          },
+          onProgress: progress.update,
         });
-        if (tty) process.stderr.write('\n');
-        await model?.close();
-        console.log(JSON.stringify(result));
+        progress.end();
+        const m = result.metrics as { champion?: { overall: unknown } } | undefined;
+        console.log(
+          JSON.stringify({
+            events: result.events,
+            seconds: result.seconds,
+            eventsPerSecond: result.eventsPerSecond,
+            ...(m?.champion ? { overall: m.champion.overall } : {}),
+          }),
+        );
         return 0;
       } finally {
+        for (const r of runners) await r.close();
         redis.disconnect();
       }
     },
   },
 };
+
+function parseTime(flag: string, v: string | undefined): number {
+  if (v === undefined) throw new Error(`${flag} is required with --from`);
+  const t = /^\d+$/.test(v) ? Number(v) : Date.parse(v);
+  if (!Number.isFinite(t)) throw new Error(`${flag} ${v} is not a time (ISO 8601 or epoch ms)`);
+  return t;
+}
 
 function topUsage(): string {
   const lines = ['Usage: fraudstream <command> [flags]', '', 'Commands:'];

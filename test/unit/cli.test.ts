@@ -56,7 +56,8 @@ describe('option parsing', () => {
   });
 
   it('requires the required flags', () => {
-    expect(() => parseOptions(replayOptions, [], {})).toThrow(/--in is required/);
+    const defs = [{ flag: 'in', type: 'string' as const, required: true, help: 'x' }];
+    expect(() => parseOptions(defs, [], {})).toThrow(/--in is required/);
   });
 });
 
