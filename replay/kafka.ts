@@ -34,14 +34,14 @@ async function offsetsBetween(
   kafka: Kafka,
   topic: string,
   from: number,
-  to: number,
+  to: number | null,
 ): Promise<PartitionRange[]> {
   const admin = kafka.admin();
   await admin.connect();
   try {
     const [starts, ends, highs] = await Promise.all([
       admin.fetchTopicOffsetsByTimestamp(topic, from),
-      admin.fetchTopicOffsetsByTimestamp(topic, to),
+      to === null ? Promise.resolve([]) : admin.fetchTopicOffsetsByTimestamp(topic, to),
       admin.fetchTopicOffsets(topic),
     ]);
     const high = new Map(highs.map((h) => [h.partition, Number(h.high)]));
@@ -130,8 +130,9 @@ export async function readKafkaRange(opts: KafkaRangeOptions): Promise<KafkaRang
       }
     });
   }
-  // Labels known by the end of the range: everything on the labels topic up to `to`.
-  const labelRanges = await offsetsBetween(opts.kafka, opts.topics.labels, 0, opts.to);
+  // Labels known now: the whole labels topic. A backtest of a past window is judged with every
+  // chargeback since; the features still see a label only from its labelled_at on.
+  const labelRanges = await offsetsBetween(opts.kafka, opts.topics.labels, 0, null);
   await readRange(opts.kafka, opts.topics.labels, labelRanges, (v) => {
     try {
       labels.push(opts.schemas.codec.decode<Label>(v, [RecordNames.Label]).value);
