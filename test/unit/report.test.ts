@@ -3,8 +3,10 @@ import { describe, expect, it } from 'vitest';
 import {
   createOutcomeCollector,
   modelReport,
+  prAuc,
   prCurve,
   renderReportHtml,
+  rocAuc,
   type OutcomeRow,
 } from '../../replay/index.js';
 
@@ -59,16 +61,32 @@ describe('backtest report figures', () => {
         fc.constantFrom(0.3, 0.5, 0.55),
         (rows, t) => {
           const rep = modelReport(collect(rows), { model_version: 'm', policy_version: 'p', threshold: t });
-          const { roc_auc: _r, pr_auc: _p, ...overall } = rep.overall;
+          const { roc_auc, pr_auc, ...overall } = rep.overall;
           expect(overall).toEqual(bruteSlice(rows, (r) => r.flagged));
+          // Ranking figures: the slice's scores through rocAuc/prAuc (themselves brute-force tested).
+          const ys = rows.map((r) => r.label);
+          const ss = rows.map((r) => r.score);
+          const both = ys.some((y) => y) && ys.some((y) => !y);
+          expect(roc_auc).toBe(both ? rocAuc(ss, ys) : null);
+          expect(pr_auc).toBe(ys.some((y) => y) ? prAuc(ss, ys) : null);
           for (const type of ['PAYMENT', 'WITHDRAWAL']) {
             const sub = rows.filter((r) => r.eventType === type);
             if (!sub.length) {
               expect(rep.by_event_type[type]).toBeUndefined();
               continue;
             }
-            const { roc_auc: _a, pr_auc: _b, ...m } = rep.by_event_type[type]!;
+            const { roc_auc: ra, pr_auc: _b, ...m } = rep.by_event_type[type]!;
             expect(m).toEqual(bruteSlice(sub, (r) => r.flagged));
+            const sy = sub.map((r) => r.label);
+            const sboth = sy.some((y) => y) && sy.some((y) => !y);
+            expect(ra).toBe(
+              sboth
+                ? rocAuc(
+                    sub.map((r) => r.score),
+                    sy,
+                  )
+                : null,
+            );
           }
           // The sweep flags score >= threshold and contains the policy threshold.
           expect(rep.sweep.some((s) => s.threshold === t)).toBe(true);
