@@ -134,7 +134,7 @@ export function renderReportHtml(reports: ModelReport[], meta: ReportPageMeta): 
     ]);
     const sweep = r.sweep.map((s) => [
       (s.threshold === r.threshold ? '<b>' : '') +
-        s.threshold.toString() +
+        String(Number(s.threshold.toPrecision(4))) +
         (s.threshold === r.threshold ? ' (policy)</b>' : ''),
       String(s.flagged),
       pct(s.flag_rate),
@@ -143,7 +143,7 @@ export function renderReportHtml(reports: ModelReport[], meta: ReportPageMeta): 
       money(s.money_caught),
       money(s.money_flagged),
     ]);
-    return `<section><h2>${role}: ${esc(r.model_version)} · policy ${esc(r.policy_version)} · threshold ${r.threshold}</h2>
+    return `<section><h2>${role}: ${esc(r.model_version)} · policy ${esc(r.policy_version)} · threshold ${Number(r.threshold.toPrecision(4))}</h2>
 <h3>At the policy threshold</h3>${table(SLICE_HEAD, [sliceRow('all events', r.overall), ...types])}
 <h3>Per fraud scenario (ground truth, labelled or not)</h3>${table(
       [
