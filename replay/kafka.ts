@@ -1,5 +1,5 @@
 import type { Kafka } from 'kafkajs';
-import { fail } from '../lib/errors.js';
+import { fail, isFraudstreamError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { RecordNames, type Label, type Schemas, type ScoringEvent } from '../schemas/index.js';
 
@@ -39,11 +39,11 @@ async function offsetsBetween(
   const admin = kafka.admin();
   await admin.connect();
   try {
-    const [starts, ends, highs] = await Promise.all([
-      admin.fetchTopicOffsetsByTimestamp(topic, from),
-      to === null ? Promise.resolve([]) : admin.fetchTopicOffsetsByTimestamp(topic, to),
-      admin.fetchTopicOffsets(topic),
-    ]);
+    // A missing topic would have kafkajs retry for a long time: check first.
+    if (!(await admin.listTopics()).includes(topic)) fail('BAD_KAFKA_RANGE', `topic ${topic} does not exist`);
+    const starts = await admin.fetchTopicOffsetsByTimestamp(topic, from);
+    const ends = to === null ? [] : await admin.fetchTopicOffsetsByTimestamp(topic, to);
+    const highs = await admin.fetchTopicOffsets(topic);
     const high = new Map(highs.map((h) => [h.partition, Number(h.high)]));
     const end = new Map(ends.map((e) => [e.partition, Number(e.offset)]));
     return starts.map((s) => {
@@ -54,6 +54,7 @@ async function offsetsBetween(
       return { partition: s.partition, start: st, end: Math.max(st, en) };
     });
   } catch (e) {
+    if (isFraudstreamError(e)) throw e;
     return fail('BAD_KAFKA_RANGE', `${topic}: ${(e as Error).message}`, undefined, e);
   } finally {
     await admin.disconnect();

@@ -11,7 +11,7 @@ import { createSilentLogger } from '../../lib/logger.js';
 import { projectRoot } from '../../lib/paths.js';
 import { createModelRunner, type ModelRunner } from '../../models/index.js';
 import { createPolicy } from '../../policy/index.js';
-import { clearNamespace, runReplay } from '../../replay/index.js';
+import { clearNamespace, readKafkaRange, runReplay } from '../../replay/index.js';
 import { createSchemas, readContainer, RecordNames, type Decision, type Label } from '../../schemas/index.js';
 import { startScoringService, type ScoringService } from '../../scorer/index.js';
 import { createSimulation, type SimEvent } from '../../simulator/index.js';
@@ -232,5 +232,20 @@ describe('replay from Kafka between two timestamps, against the live scorer', ()
       positives += got[k]!;
     });
     expect(positives).toBeGreaterThan(0);
+  });
+
+  it('refuses a missing topic or a backwards range, quickly and with its code', async () => {
+    const opts = { kafka: kafka('replay'), schemas, logger, topics };
+    const t0 = Date.now();
+    await expect(
+      readKafkaRange({ ...opts, topics: { ...topics, payments: `${run}-absent` }, from: 0, to: 1 }),
+    ).rejects.toMatchObject({
+      code: 'FS_ERR_BAD_KAFKA_RANGE',
+      message: expect.stringContaining('-absent does not exist'),
+    });
+    await expect(readKafkaRange({ ...opts, from: 10, to: 10 })).rejects.toMatchObject({
+      code: 'FS_ERR_BAD_KAFKA_RANGE',
+    });
+    expect(Date.now() - t0).toBeLessThan(10_000);
   });
 });
