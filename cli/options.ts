@@ -186,7 +186,7 @@ export const simulateOptions: OptionDef[] = [
   {
     flag: 'out',
     type: 'string',
-    help: 'folder for payments.avro, withdrawals.avro, labels.avro (not with --live)',
+    help: 'folder for payments.avro, withdrawals.avro, labels.avro, scenarios.avro (not with --live)',
   },
   {
     flag: 'live',
