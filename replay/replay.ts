@@ -195,6 +195,7 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayResult> {
   const decStage = engine ? staged(decisionsPath) : undefined;
   const featStage = opts.emitFeatures ? staged(opts.emitFeatures) : undefined;
   let decisionsOut: ReturnType<typeof createContainerWriter<Decision>> | undefined;
+  let inflight: Promise<void> | undefined;
   let featOut: FeatureFileWriter | undefined;
   const outcomes: OutcomeCollector[] = [];
   let labelsApplied = 0;
@@ -213,19 +214,29 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayResult> {
     if (champ) outcomes.push(createOutcomeCollector());
     if (opts.challenger) outcomes.push(createOutcomeCollector());
 
-    const flush = async (batch: ScoringEvent[]) => {
-      if (batch.length === 0) return;
-      let matrix: Float32Array;
-      if (engine) {
-        const readAt = opts.clock.monoMicros();
-        const res = await engine.decide(
-          batch,
-          batch.map(() => readAt),
-        );
-        matrix = res.matrix;
-        const ch = opts.challenger ? await opts.challenger.model.score(res.matrix, batch.length) : undefined;
+    interface Computed {
+      matrix: Float32Array;
+      decisions?: Decision[];
+      challenger?: Float32Array;
+    }
+    // Sends the batch's Redis calls synchronously (so Redis sees batches in order), then scores it.
+    const compute = async (batch: ScoringEvent[]): Promise<Computed> => {
+      if (!engine) return { matrix: (await features.computeBatch(batch)).matrix };
+      const readAt = opts.clock.monoMicros();
+      const res = await engine.decide(
+        batch,
+        batch.map(() => readAt),
+      );
+      const ch = opts.challenger ? await opts.challenger.model.score(res.matrix, batch.length) : undefined;
+      return { matrix: res.matrix, decisions: res.decisions, ...(ch ? { challenger: ch } : {}) };
+    };
+
+    const write = async (batch: ScoringEvent[], c: Computed) => {
+      const { matrix } = c;
+      if (c.decisions) {
+        const ch = c.challenger;
         for (let i = 0; i < batch.length; i++) {
-          const d = res.decisions[i]!;
+          const d = c.decisions[i]!;
           const e = batch[i]!;
           await decisionsOut!.append(d);
           const row = {
@@ -246,8 +257,6 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayResult> {
             });
           }
         }
-      } else {
-        matrix = (await features.computeBatch(batch)).matrix;
       }
       if (featOut) {
         const labelledAt: (number | null)[] = new Array(batch.length);
@@ -270,6 +279,28 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayResult> {
       opts.onProgress?.(events, input.total);
     };
 
+    // Two batches in flight: while one waits on Redis, the one before it is scored and written. Redis
+    // runs the calls in the order they were sent, so features (and scores) are those of a sequential
+    // run; outputs are written in batch order.
+    const flush = async (batch: ScoringEvent[]) => {
+      if (batch.length === 0) return;
+      const computed = compute(batch);
+      const prev = inflight;
+      const mine = (async () => {
+        const c = await computed;
+        await prev;
+        await write(batch, c);
+      })();
+      mine.catch(() => undefined); // awaited below or at the next flush/drain; avoid an unhandled rejection
+      inflight = mine;
+      await prev;
+    };
+    const drain = async () => {
+      const p = inflight;
+      inflight = undefined;
+      await p;
+    };
+
     const labelStream = input.labels;
     let batch: ScoringEvent[] = [];
     let nextLabel = 0;
@@ -277,6 +308,7 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayResult> {
       // A label counts for the events at or after its labelled_at: apply it between them.
       if (nextLabel < labelStream.length && labelStream[nextLabel]!.labelled_at <= e.event.event_time) {
         await flush(batch);
+        await drain(); // labels change Redis state: nothing may be in flight across them
         batch = [];
         const due: Label[] = [];
         while (nextLabel < labelStream.length && labelStream[nextLabel]!.labelled_at <= e.event.event_time)
@@ -290,9 +322,11 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayResult> {
       }
     }
     await flush(batch);
+    await drain();
     await decisionsOut?.close();
     await featOut?.close();
   } catch (e) {
+    await inflight?.catch(() => undefined);
     await decisionsOut?.close().catch(() => undefined);
     await featOut?.close().catch(() => undefined);
     decStage?.abort();
