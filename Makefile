@@ -17,7 +17,7 @@ help:
 	@echo "make demo     run the local demo stack (Kafka + Redis + simulator + scorer); DEMO_SECONDS=N to bound it"
 	@echo "make test     lint, format check, typecheck, unit and integration tests (starts and stops its own stack)"
 	@echo "make up/down  start/stop the local Kafka (KRaft) and Redis; make status; make clean removes their data"
-	@echo "make bench    benchmarks (features vs a no-op EVALSHA pipeline, Redis bytes per account, model runner vs bare onnxruntime) -> bench/results.json"
+	@echo "make bench    benchmarks, each beside its baseline (features, scorer vs passthrough, model runner, inline HTTP, replay) -> bench/results.json"
 	@echo "make train    simulate a history, emit its features through replay, train LightGBM, write $(MODEL_OUT)"
 
 node_modules/.installed: package.json package-lock.json .npmrc
@@ -73,7 +73,7 @@ test: lint typecheck build venv
 	scripts/with-stack.sh $(NODE_BIN)/vitest run
 
 bench: build
-	scripts/with-stack.sh sh -c 'node dist/bench/features.js && node dist/bench/stream.js && node dist/bench/model.js && node dist/bench/inline.js'
+	scripts/with-stack.sh sh -c 'node dist/bench/features.js && node dist/bench/stream.js && node dist/bench/model.js && node dist/bench/inline.js && node dist/bench/replay.js'
 
 train: build venv
 	rm -rf $(TRAIN_DIR)

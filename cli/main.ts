@@ -11,6 +11,7 @@ import { runReplay } from '../replay/index.js';
 import { createSchemas } from '../schemas/index.js';
 import { kafkaLogCreator, startScoringService, type ScoringService } from '../scorer/index.js';
 import { DAY, produceLive, writeSimulationFiles } from '../simulator/index.js';
+import { createProgress } from './progress.js';
 import {
   parseApiKeys,
   parseOptions,
@@ -157,65 +158,107 @@ const commands: Record<string, Command> = {
 
   replay: {
     summary:
-      'Backtest: replay container files through the production features, model and policy on an isolated Redis namespace.',
+      'Backtest: replay container files or a Kafka time range through the production features, model and policy on an isolated Redis namespace.',
     options: replayOptions,
     async run(o, log) {
       const schemas = createSchemas();
+      const inDir = o['in'] as string | undefined;
+      const from = o['from'] as string | undefined;
+      if (!inDir === !from) throw new Error('replay needs either --in DIR or --from TIME --to TIME');
+      const outDir = (o['out'] as string | undefined) ?? inDir;
+      if (!outDir) throw new Error('replay --from needs --out DIR');
       const redis = new Redis(str(o, 'redis-url'), { lazyConnect: true, maxRetriesPerRequest: 2 });
       await redis.connect();
+      const runners: { close(): Promise<void> }[] = [];
       try {
         const featuresOnly = o['features-only'] as boolean;
         const names = createFeatureEngine({ redis, prefix: 'probe:' });
-        const model = featuresOnly
+        // The champion decides with the production policy (--policy file, else a threshold); a
+        // challenger is judged at its own manifest threshold.
+        const load = async (path: string, threshold?: number, policyFile?: string) => {
+          const model = await createModelRunner({
+            manifestPath: resolve(path),
+            featureNames: names.names,
+            featureSpec: names.specHash,
+          });
+          runners.push(model);
+          const options = policyFile
+            ? loadPolicyFile(resolve(policyFile))
+            : {
+                version: str(o, 'policy-version'),
+                thresholds: { default: threshold ?? model.manifest.threshold },
+              };
+          const policy = createPolicy(options);
+          return { model, policy, threshold: options.thresholds.default };
+        };
+        const champion = featuresOnly
           ? undefined
-          : await createModelRunner({
-              manifestPath: resolve(str(o, 'model')),
-              featureNames: names.names,
-              featureSpec: names.specHash,
-            });
-        const policy = model
-          ? createPolicy(
-              o['policy'] !== undefined
-                ? loadPolicyFile(resolve(str(o, 'policy')))
-                : {
-                    version: str(o, 'policy-version'),
-                    thresholds: {
-                      default: (o['threshold'] as number | undefined) ?? model.manifest.threshold,
-                    },
-                  },
-            )
+          : await load(
+              str(o, 'model'),
+              o['threshold'] as number | undefined,
+              o['policy'] as string | undefined,
+            );
+        const challenger = o['challenger'] ? await load(str(o, 'challenger')) : undefined;
+        const kafka = from
+          ? {
+              kafka: new Kafka({
+                clientId: 'fraudstream-replay',
+                brokers: brokers(o),
+                logLevel: logLevel.WARN,
+                logCreator: kafkaLogCreator(log),
+              }),
+              schemas,
+              logger: log,
+              topics: {
+                payments: str(o, 'topic-payments'),
+                withdrawals: str(o, 'topic-withdrawals'),
+                labels: str(o, 'topic-labels'),
+              },
+              from: parseTime('--from', from),
+              to: parseTime('--to', o['to'] as string | undefined),
+            }
           : undefined;
-        const tty = process.stderr.isTTY;
-        let last = 0;
+        const progress = createProgress(process.stderr);
         const result = await runReplay({
-          inDir: str(o, 'in'),
-          outDir: (o['out'] as string | undefined) ?? str(o, 'in'),
+          ...(inDir ? { inDir } : {}),
+          ...(kafka ? { kafka } : {}),
+          outDir,
           redis,
           catalog: schemas.catalog,
           logger: log,
           clock: systemClock,
           namespace: str(o, 'namespace'),
           batchSize: num(o, 'batch-size'),
-          ...(model ? { model } : {}),
-          ...(policy ? { policy } : {}),
+          ...(champion ? { champion } : {}),
+          ...(challenger ? { challenger } : {}),
           ...(o['emit-features'] ? { emitFeatures: str(o, 'emit-features') } : {}),
-          onProgress: (n) => {
-            if (tty && n - last >= 20_000) {
-              last = n;
-              process.stderr.write(`\rreplayed ${n} events`);
-            }
-          },
+          onProgress: progress.update,
         });
-        if (tty) process.stderr.write('\n');
-        await model?.close();
-        console.log(JSON.stringify(result));
+        progress.end();
+        const m = result.metrics as { champion?: { overall: unknown } } | undefined;
+        console.log(
+          JSON.stringify({
+            events: result.events,
+            seconds: result.seconds,
+            eventsPerSecond: result.eventsPerSecond,
+            ...(m?.champion ? { overall: m.champion.overall } : {}),
+          }),
+        );
         return 0;
       } finally {
+        for (const r of runners) await r.close();
         redis.disconnect();
       }
     },
   },
 };
+
+function parseTime(flag: string, v: string | undefined): number {
+  if (v === undefined) throw new Error(`${flag} is required with --from`);
+  const t = /^\d+$/.test(v) ? Number(v) : Date.parse(v);
+  if (!Number.isFinite(t)) throw new Error(`${flag} ${v} is not a time (ISO 8601 or epoch ms)`);
+  return t;
+}
 
 function topUsage(): string {
   const lines = ['Usage: fraudstream <command> [flags]', '', 'Commands:'];

@@ -251,7 +251,7 @@ export const simulateOptions: OptionDef[] = [
   {
     flag: 'out',
     type: 'string',
-    help: 'folder for payments.avro, withdrawals.avro, labels.avro (not with --live)',
+    help: 'folder for payments.avro, withdrawals.avro, labels.avro, scenarios.avro (not with --live)',
   },
   {
     flag: 'live',
@@ -274,14 +274,23 @@ export const replayOptions: OptionDef[] = [
   {
     flag: 'in',
     type: 'string',
-    required: true,
-    help: 'folder holding payments.avro, withdrawals.avro and labels.avro',
+    help: 'folder holding payments.avro, withdrawals.avro, labels.avro (and scenarios.avro); or use --from/--to',
   },
-  { flag: 'out', type: 'string', help: 'folder for decisions.avro and metrics.json (default: --in)' },
+  {
+    flag: 'from',
+    type: 'string',
+    help: 'replay the Kafka topics from this time (ISO 8601 or epoch ms, by record timestamp) instead of --in',
+  },
+  { flag: 'to', type: 'string', help: 'with --from: up to this time (exclusive)' },
+  {
+    flag: 'out',
+    type: 'string',
+    help: 'folder for decisions.avro, metrics.json and report.html (default: --in, required with --from)',
+  },
   {
     flag: 'emit-features',
     type: 'string',
-    help: "write every event's feature vector and its label to this CSV file",
+    help: "write every event's feature vector and final label to this Arrow IPC (Feather v2) file",
   },
   {
     flag: 'features-only',
@@ -290,12 +299,25 @@ export const replayOptions: OptionDef[] = [
     help: 'compute and emit features without a model (needs --emit-features)',
   },
   {
+    flag: 'challenger',
+    type: 'string',
+    help: "a second model's manifest, scored on the same pass and reported side by side",
+  },
+  {
     flag: 'namespace',
     type: 'string',
     default: 'replay',
     help: 'isolated Redis key namespace, cleared before the run',
   },
   { flag: 'batch-size', type: 'int', default: 512, help: 'events per feature round trip and model run' },
+  {
+    flag: 'topic-labels',
+    env: 'FRAUDSTREAM_TOPIC_LABELS',
+    type: 'string',
+    default: 'labels',
+    help: 'with --from: the Label topic (read up to --to)',
+  },
+  ...kafkaOptions,
   ...redisOptions,
   ...modelOptions,
   ...common,

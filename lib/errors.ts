@@ -101,6 +101,13 @@ export const Errors = {
   CASE_RESOLVED: define('FS_ERR_CASE_RESOLVED', 'The case is already resolved', false, 409),
   // Replay / files
   BAD_INPUT_FILE: define('FS_ERR_BAD_INPUT_FILE', 'Input file cannot be read', false, 400),
+  INPUT_OUT_OF_ORDER: define(
+    'FS_ERR_INPUT_OUT_OF_ORDER',
+    'Events of an input file are not in event-time order',
+    false,
+    400,
+  ),
+  BAD_KAFKA_RANGE: define('FS_ERR_BAD_KAFKA_RANGE', 'Kafka replay range cannot be read', false, 400),
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorName = keyof typeof Errors;

@@ -1,33 +1,29 @@
-import type { PaymentEvent, ScoringEvent, WithdrawalEvent } from '../schemas/index.js';
+import type { ScoringEvent } from '../schemas/index.js';
 
 const before = (a: ScoringEvent, b: ScoringEvent) =>
   a.event.event_time < b.event.event_time ||
   (a.event.event_time === b.event.event_time && a.event.event_id < b.event.event_id);
 
-/** Merge the payment and withdrawal streams (each in file order) by event time, ties by event_id. */
+/** Merge two streams (each already in event-time order) by event time, ties by event_id. */
 export async function* mergeByEventTime(
-  payments: AsyncIterable<PaymentEvent>,
-  withdrawals: AsyncIterable<WithdrawalEvent>,
+  a: AsyncIterable<ScoringEvent>,
+  b: AsyncIterable<ScoringEvent>,
 ): AsyncGenerator<ScoringEvent> {
-  const pi = payments[Symbol.asyncIterator]();
-  const wi = withdrawals[Symbol.asyncIterator]();
-  const nextP = async (): Promise<ScoringEvent | undefined> => {
-    const r = await pi.next();
-    return r.done ? undefined : { type: 'PAYMENT', event: r.value };
+  const ai = a[Symbol.asyncIterator]();
+  const bi = b[Symbol.asyncIterator]();
+  const next = async (it: AsyncIterator<ScoringEvent>) => {
+    const r = await it.next();
+    return r.done ? undefined : r.value;
   };
-  const nextW = async (): Promise<ScoringEvent | undefined> => {
-    const r = await wi.next();
-    return r.done ? undefined : { type: 'WITHDRAWAL', event: r.value };
-  };
-  let p = await nextP();
-  let w = await nextW();
-  while (p || w) {
-    if (p && (!w || before(p, w))) {
-      yield p;
-      p = await nextP();
+  let x = await next(ai);
+  let y = await next(bi);
+  while (x || y) {
+    if (x && (!y || before(x, y))) {
+      yield x;
+      x = await next(ai);
     } else {
-      yield w!;
-      w = await nextW();
+      yield y!;
+      y = await next(bi);
     }
   }
 }

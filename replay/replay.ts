@@ -1,5 +1,4 @@
-import { once } from 'node:events';
-import { createWriteStream, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Cluster, Redis } from 'ioredis';
 import type { Clock } from '../lib/clock.js';
@@ -15,35 +14,47 @@ import {
   RecordNames,
   type Decision,
   type Label,
-  type PaymentEvent,
   type SchemaCatalog,
   type ScoringEvent,
-  type WithdrawalEvent,
 } from '../schemas/index.js';
+import { scenarioTagType, STREAM_FILES, type ScenarioTag } from '../simulator/index.js';
+import { createFeatureFileWriter, type FeatureFileWriter } from './arrow.js';
+import { countContainerRecords, readStream } from './files.js';
+import { renderReportHtml } from './html.js';
+import { readKafkaRange, type KafkaRangeOptions } from './kafka.js';
 import { mergeByEventTime } from './merge.js';
-import { prAuc, rocAuc } from './metrics.js';
+import { createOutcomeCollector, modelReport, type ModelReport, type OutcomeCollector } from './report.js';
 
-export const INPUT_FILES = {
-  payments: 'payments.avro',
-  withdrawals: 'withdrawals.avro',
-  labels: 'labels.avro',
-} as const;
+export const INPUT_FILES = STREAM_FILES;
+
+export interface ReplayModel {
+  model: ModelRunner;
+  policy: Policy;
+  /** The policy's threshold, for the report's "at the policy threshold" rows and the sweep. */
+  threshold: number;
+}
 
 export interface ReplayOptions {
-  inDir: string;
+  /** Folder of container files (payments.avro, withdrawals.avro, labels.avro, optional scenarios.avro). */
+  inDir?: string;
+  /** Or: Kafka topics between two timestamps. */
+  kafka?: KafkaRangeOptions;
   outDir: string;
   redis: Redis | Cluster;
   catalog: SchemaCatalog;
   logger: Logger;
   clock: Clock;
-  /** Redis namespace (key prefix without the colon); cleared before the run. */
+  /** Redis namespace (key prefix without the colon); cleared before and after the run. */
   namespace: string;
   batchSize: number;
   /** Absent: features only (needs emitFeatures). */
-  model?: ModelRunner;
-  policy?: Policy;
+  champion?: ReplayModel;
+  /** Scored on the same feature vectors, recorded in the report side by side, never in decisions.avro. */
+  challenger?: ReplayModel;
+  /** Arrow IPC file of every event's feature vector and final label (training data). */
   emitFeatures?: string;
-  onProgress?: (events: number) => void;
+  /** Called after each batch with the events done and the total when known. */
+  onProgress?: (done: number, total: number | null) => void;
 }
 
 export interface ReplayResult {
@@ -76,29 +87,63 @@ export async function clearNamespace(redis: Redis | Cluster, namespace: string):
   return n;
 }
 
-/** Labels by event id (the last one of an event wins: the label known at the end of the history),
- * and all labels in labelled_at order, to feed the label-informed features as time passes. */
-async function loadLabels(
-  path: string,
-  catalog: SchemaCatalog,
-): Promise<{ byEvent: Map<string, Label>; inOrder: Label[] }> {
-  const byEvent = new Map<string, Label>();
-  const inOrder: Label[] = [];
-  if (!existsSync(path)) return { byEvent, inOrder };
-  for await (const l of readContainer<Label>(path, catalog.reader(RecordNames.Label))) {
-    byEvent.set(l.event_id, l);
-    inOrder.push(l);
+const byLabelledAt = (a: Label, b: Label) =>
+  a.labelled_at - b.labelled_at || (a.event_id < b.event_id ? -1 : a.event_id > b.event_id ? 1 : 0);
+
+interface Input {
+  events: AsyncIterable<ScoringEvent> | Iterable<ScoringEvent>;
+  /** In labelled_at order. */
+  labels: Label[];
+  /** Ground truth of fraud events, when the input has it (simulated histories). */
+  scenarios: Map<string, string> | null;
+  total: number | null;
+  source: string;
+}
+
+async function fileInput(dir: string, catalog: SchemaCatalog, logger: Logger): Promise<Input> {
+  const path = (f: string) => join(dir, f);
+  for (const f of [INPUT_FILES.payments, INPUT_FILES.withdrawals]) {
+    if (!existsSync(path(f))) fail('BAD_INPUT_FILE', `${path(f)} does not exist`);
   }
-  inOrder.sort(
-    (a, b) =>
-      a.labelled_at - b.labelled_at || (a.event_id < b.event_id ? -1 : a.event_id > b.event_id ? 1 : 0),
+  // A backtest without labels would report zero fraud as if it were the truth: refuse instead.
+  if (!existsSync(path(INPUT_FILES.labels)))
+    fail(
+      'BAD_INPUT_FILE',
+      `${path(INPUT_FILES.labels)} does not exist; a history with no labels needs an empty labels.avro`,
+    );
+  // Block headers only: fails fast on a truncated file, before any output, and gives the ETA its total.
+  const total =
+    countContainerRecords(path(INPUT_FILES.payments)) + countContainerRecords(path(INPUT_FILES.withdrawals));
+  const labels: Label[] = [];
+  for await (const l of readContainer<Label>(path(INPUT_FILES.labels), catalog.reader(RecordNames.Label)))
+    labels.push(l);
+  labels.sort(byLabelledAt); // stable: among equal labelled_at, file order
+  let scenarios: Map<string, string> | null = null;
+  if (existsSync(path(INPUT_FILES.scenarios))) {
+    countContainerRecords(path(INPUT_FILES.scenarios));
+    scenarios = new Map();
+    for await (const t of readContainer<ScenarioTag>(path(INPUT_FILES.scenarios), scenarioTagType()))
+      scenarios.set(t.event_id, t.scenario);
+  } else logger.info({ dir }, 'no scenarios.avro: the report has no per-scenario figures');
+  const events = mergeByEventTime(
+    readStream(path(INPUT_FILES.payments), catalog.reader(RecordNames.PaymentEvent), 'PAYMENT'),
+    readStream(path(INPUT_FILES.withdrawals), catalog.reader(RecordNames.WithdrawalEvent), 'WITHDRAWAL'),
   );
-  return { byEvent, inOrder };
+  return { events, labels, scenarios, total, source: dir };
+}
+
+/** Writes to `path.partial` and renames on success, so a failed run never leaves a plausible file. */
+function staged(path: string) {
+  const tmp = `${path}.partial`;
+  rmSync(tmp, { force: true });
+  return { tmp, commit: () => renameSync(tmp, path), abort: () => rmSync(tmp, { force: true }) };
 }
 
 /**
- * Replays a folder of container files through the production feature engine, model runner and policy,
- * in event time, on an isolated Redis namespace.
+ * Replays a history through the production feature engine, model runner and policy (the scorer's
+ * decision engine), in event time, on an isolated Redis namespace. Labels are applied to the
+ * label-informed features as their labelled_at passes. Writes decisions.avro, metrics.json and
+ * report.html (with a model), and the training-data file (with emitFeatures).
  */
 export async function runReplay(opts: ReplayOptions): Promise<ReplayResult> {
   const { catalog, logger } = opts;
@@ -108,152 +153,221 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayResult> {
       `namespace ${JSON.stringify(opts.namespace)} must be non-empty, without braces or colons`,
     );
   if (opts.namespace === 'fs') fail('BAD_CONFIG', 'namespace "fs" is the live feature store');
-  if (!opts.model && !opts.emitFeatures) fail('BAD_CONFIG', 'replay without a model needs --emit-features');
-  for (const f of [INPUT_FILES.payments, INPUT_FILES.withdrawals]) {
-    if (!existsSync(join(opts.inDir, f))) fail('BAD_INPUT_FILE', `${join(opts.inDir, f)} does not exist`);
+  if (!opts.champion && !opts.emitFeatures)
+    fail('BAD_CONFIG', 'replay without a model needs --emit-features');
+  if (!opts.champion && opts.challenger) fail('BAD_CONFIG', 'a challenger needs a champion model');
+  if (!!opts.inDir === !!opts.kafka)
+    fail('BAD_CONFIG', 'replay reads either a folder (--in) or Kafka (--from/--to)');
+
+  let input: Input;
+  if (opts.inDir) input = await fileInput(opts.inDir, catalog, logger);
+  else {
+    const r = await readKafkaRange(opts.kafka!);
+    input = {
+      events: r.events,
+      labels: r.labels,
+      scenarios: null,
+      total: r.events.length,
+      source: `kafka ${opts.kafka!.topics.payments},${opts.kafka!.topics.withdrawals} [${new Date(opts.kafka!.from).toISOString()}, ${new Date(opts.kafka!.to).toISOString()})`,
+    };
+    if (r.invalid) logger.warn({ invalid: r.invalid }, 'replay skipped invalid records');
   }
+  const finalLabel = new Map<string, Label>();
+  for (const l of input.labels) finalLabel.set(l.event_id, l); // the last one (by labelled_at) wins
+
   mkdirSync(opts.outDir, { recursive: true });
   const cleared = await clearNamespace(opts.redis, opts.namespace);
   logger.info({ namespace: opts.namespace, cleared }, 'replay namespace cleared');
 
-  const { byEvent: labels, inOrder: labelStream } = await loadLabels(
-    join(opts.inDir, INPUT_FILES.labels),
-    catalog,
-  );
   const features = createFeatureEngine({ redis: opts.redis, prefix: `${opts.namespace}:` });
-  const engine =
-    opts.model && opts.policy
-      ? createDecisionEngine({
-          features,
-          model: opts.model,
-          policy: opts.policy,
-          clock: opts.clock,
-          includeFeatures: false,
-        })
-      : undefined;
-
-  const decisionsOut = engine
-    ? createContainerWriter<Decision>(
-        join(opts.outDir, 'decisions.avro'),
-        catalog.reader(RecordNames.Decision),
-      )
+  const champ = opts.champion;
+  const engine = champ
+    ? createDecisionEngine({
+        features,
+        model: champ.model,
+        policy: champ.policy,
+        clock: opts.clock,
+        includeFeatures: false,
+      })
     : undefined;
-  const csv = opts.emitFeatures ? createWriteStream(opts.emitFeatures) : undefined;
-  if (opts.emitFeatures) {
-    // Sidecar read by models/train: which spec produced these columns.
-    writeFileSync(
-      `${opts.emitFeatures}.meta.json`,
-      JSON.stringify(
-        { feature_spec: features.specHash, feature_names: features.names, source: opts.inDir },
-        null,
-        2,
-      ) + '\n',
-    );
-  }
-  const write = async (s: string) => {
-    if (csv && !csv.write(s)) await once(csv, 'drain');
-  };
-  await write(['event_id', 'event_time', 'event_type', 'label', ...features.names].join(',') + '\n');
 
-  const scores: number[] = [];
-  const truth: number[] = [];
-  let flagged = 0;
-  let flaggedFraud = 0;
+  const decisionsPath = join(opts.outDir, 'decisions.avro');
+  const decStage = engine ? staged(decisionsPath) : undefined;
+  const featStage = opts.emitFeatures ? staged(opts.emitFeatures) : undefined;
+  let decisionsOut: ReturnType<typeof createContainerWriter<Decision>> | undefined;
+  let inflight: Promise<void> | undefined;
+  let featOut: FeatureFileWriter | undefined;
+  const outcomes: OutcomeCollector[] = [];
+  let labelsApplied = 0;
   let events = 0;
   const started = performance.now();
+  try {
+    decisionsOut = decStage
+      ? createContainerWriter<Decision>(decStage.tmp, catalog.reader(RecordNames.Decision))
+      : undefined;
+    featOut = featStage
+      ? createFeatureFileWriter(featStage.tmp, features.names, {
+          specHash: features.specHash,
+          source: input.source,
+        })
+      : undefined;
+    if (champ) outcomes.push(createOutcomeCollector());
+    if (opts.challenger) outcomes.push(createOutcomeCollector());
 
-  const flush = async (batch: ScoringEvent[]) => {
-    if (batch.length === 0) return;
-    let matrix: Float32Array;
-    const cols = features.cols;
-    if (engine) {
+    interface Computed {
+      matrix: Float32Array;
+      decisions?: Decision[];
+      challenger?: Float32Array;
+    }
+    // Sends the batch's Redis calls synchronously (so Redis sees batches in order), then scores it.
+    const compute = async (batch: ScoringEvent[]): Promise<Computed> => {
+      if (!engine) return { matrix: (await features.computeBatch(batch)).matrix };
       const readAt = opts.clock.monoMicros();
       const res = await engine.decide(
         batch,
         batch.map(() => readAt),
       );
-      matrix = res.matrix;
-      for (const d of res.decisions) {
-        await decisionsOut!.append(d);
-        scores.push(d.score);
-        truth.push(labels.get(d.event_id)?.label === 'FRAUD' ? 1 : 0);
-        if (d.outcome === 'FLAG') {
-          flagged++;
-          if (truth[truth.length - 1]) flaggedFraud++;
+      const ch = opts.challenger
+        ? (await opts.challenger.model.score(res.matrix, batch.length)).scores
+        : undefined;
+      return { matrix: res.matrix, decisions: res.decisions, ...(ch ? { challenger: ch } : {}) };
+    };
+
+    const write = async (batch: ScoringEvent[], c: Computed) => {
+      const { matrix } = c;
+      if (c.decisions) {
+        const ch = c.challenger;
+        for (let i = 0; i < batch.length; i++) {
+          const d = c.decisions[i]!;
+          const e = batch[i]!;
+          await decisionsOut!.append(d);
+          const row = {
+            label: (finalLabel.get(d.event_id)?.label === 'FRAUD' ? 1 : 0) as 0 | 1,
+            amountMinor: e.event.amount_minor,
+            currency: e.event.currency,
+            eventType: e.type,
+            eventTime: e.event.event_time,
+            scenario: input.scenarios?.get(d.event_id) ?? null,
+          };
+          outcomes[0]!.push({ ...row, score: d.score, flagged: d.outcome === 'FLAG' });
+          if (ch) {
+            const s = Math.min(1, Math.max(0, ch[i]!));
+            outcomes[1]!.push({
+              ...row,
+              score: s,
+              flagged: opts.challenger!.policy.decide(e.type, s).outcome === 'FLAG',
+            });
+          }
         }
       }
-    } else {
-      matrix = (await features.computeBatch(batch)).matrix;
-    }
-    if (csv) {
-      let chunk = '';
-      for (let i = 0; i < batch.length; i++) {
-        const e = batch[i]!;
-        const label = labels.get(e.event.event_id)?.label === 'FRAUD' ? 1 : 0;
-        chunk += `${e.event.event_id},${e.event.event_time},${e.type},${label}`;
-        for (let j = 0; j < cols; j++) chunk += ',' + matrix[i * cols + j]!;
-        chunk += '\n';
+      if (featOut) {
+        const labelledAt: (number | null)[] = new Array(batch.length);
+        const labels = new Int8Array(batch.length);
+        for (let i = 0; i < batch.length; i++) {
+          const l = finalLabel.get(batch[i]!.event.event_id);
+          labelledAt[i] = l ? l.labelled_at : null;
+          labels[i] = l?.label === 'FRAUD' ? 1 : 0;
+        }
+        await featOut.append({
+          eventIds: batch.map((e) => e.event.event_id),
+          eventTimes: batch.map((e) => e.event.event_time),
+          eventTypes: batch.map((e) => e.type),
+          labels,
+          labelledAt,
+          matrix,
+        });
       }
-      await write(chunk);
-    }
-    events += batch.length;
-    opts.onProgress?.(events);
-  };
+      events += batch.length;
+      opts.onProgress?.(events, input.total);
+    };
 
-  let batch: ScoringEvent[] = [];
-  const stream = mergeByEventTime(
-    readContainer<PaymentEvent>(
-      join(opts.inDir, INPUT_FILES.payments),
-      catalog.reader(RecordNames.PaymentEvent),
-    ),
-    readContainer<WithdrawalEvent>(
-      join(opts.inDir, INPUT_FILES.withdrawals),
-      catalog.reader(RecordNames.WithdrawalEvent),
-    ),
-  );
-  let nextLabel = 0;
-  let labelsApplied = 0;
-  for await (const e of stream) {
-    // A label counts for the events at or after its labelled_at: apply it between them.
-    if (nextLabel < labelStream.length && labelStream[nextLabel]!.labelled_at <= e.event.event_time) {
-      await flush(batch);
-      batch = [];
-      const due: Label[] = [];
-      while (nextLabel < labelStream.length && labelStream[nextLabel]!.labelled_at <= e.event.event_time)
-        due.push(labelStream[nextLabel++]!);
-      labelsApplied += (await features.applyLabels(due)).applied;
+    // Two batches in flight: while one waits on Redis, the one before it is scored and written. Redis
+    // runs the calls in the order they were sent, so features (and scores) are those of a sequential
+    // run; outputs are written in batch order.
+    const flush = async (batch: ScoringEvent[]) => {
+      if (batch.length === 0) return;
+      const computed = compute(batch);
+      const prev = inflight;
+      const mine = (async () => {
+        const c = await computed;
+        await prev;
+        await write(batch, c);
+      })();
+      mine.catch(() => undefined); // awaited below or at the next flush/drain; avoid an unhandled rejection
+      inflight = mine;
+      await prev;
+    };
+    const drain = async () => {
+      const p = inflight;
+      inflight = undefined;
+      await p;
+    };
+
+    const labelStream = input.labels;
+    let batch: ScoringEvent[] = [];
+    let nextLabel = 0;
+    for await (const e of input.events) {
+      // A label counts for the events at or after its labelled_at: apply it between them.
+      if (nextLabel < labelStream.length && labelStream[nextLabel]!.labelled_at <= e.event.event_time) {
+        await flush(batch);
+        await drain(); // labels change Redis state: nothing may be in flight across them
+        batch = [];
+        const due: Label[] = [];
+        while (nextLabel < labelStream.length && labelStream[nextLabel]!.labelled_at <= e.event.event_time)
+          due.push(labelStream[nextLabel++]!);
+        labelsApplied += (await features.applyLabels(due)).applied;
+      }
+      batch.push(e);
+      if (batch.length >= opts.batchSize) {
+        await flush(batch);
+        batch = [];
+      }
     }
-    batch.push(e);
-    if (batch.length >= opts.batchSize) {
-      await flush(batch);
-      batch = [];
-    }
+    await flush(batch);
+    await drain();
+    await decisionsOut?.close();
+    await featOut?.close();
+  } catch (e) {
+    await inflight?.catch(() => undefined);
+    await decisionsOut?.close().catch(() => undefined);
+    await featOut?.close().catch(() => undefined);
+    decStage?.abort();
+    featStage?.abort();
+    await clearNamespace(opts.redis, opts.namespace);
+    throw e;
   }
-  await flush(batch);
-  await decisionsOut?.close();
-  if (csv) {
-    csv.end();
-    await once(csv, 'finish');
-  }
+  decStage?.commit();
+  featStage?.commit();
   const seconds = (performance.now() - started) / 1000;
   const result: ReplayResult = { events, seconds, eventsPerSecond: events / seconds };
-  if (engine) {
-    const positives = truth.reduce((a, b) => a + b, 0);
+  if (champ) {
+    const models = [champ, ...(opts.challenger ? [opts.challenger] : [])];
+    const reports: ModelReport[] = models.map((m, k) =>
+      modelReport(outcomes[k]!.done(), {
+        model_version: m.model.version,
+        policy_version: m.policy.version,
+        threshold: m.threshold,
+      }),
+    );
     const metrics = {
+      source: input.source,
       events,
-      labelled_fraud: positives,
-      flagged,
-      flag_rate: events ? flagged / events : 0,
-      precision: flagged ? flaggedFraud / flagged : 0,
-      recall: positives ? flaggedFraud / positives : 0,
-      roc_auc: rocAuc(scores, truth),
-      pr_auc: prAuc(scores, truth),
       labels_applied: labelsApplied,
-      model_version: opts.model!.version,
-      policy_version: opts.policy!.version,
+      feature_spec: features.specHash,
       events_per_second: result.eventsPerSecond,
+      champion: reports[0],
+      ...(reports[1] ? { challenger: reports[1] } : {}),
     };
     writeFileSync(join(opts.outDir, 'metrics.json'), JSON.stringify(metrics, null, 2) + '\n');
+    writeFileSync(
+      join(opts.outDir, 'report.html'),
+      renderReportHtml(reports, {
+        source: input.source,
+        events,
+        feature_spec: features.specHash,
+        generated_from: 'fraudstream replay',
+      }),
+    );
     result.metrics = metrics;
   }
   await clearNamespace(opts.redis, opts.namespace);

@@ -3,11 +3,14 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { createContainerWriter, RecordNames, type Label, type SchemaCatalog } from '../schemas/index.js';
 import { createSimulation, type SimulationOptions } from './generate.js';
+import { scenarioTagType, type ScenarioTag } from './scenarios.js';
 
 export const STREAM_FILES = {
   payments: 'payments.avro',
   withdrawals: 'withdrawals.avro',
   labels: 'labels.avro',
+  /** Ground truth for reports only (see scenarios.ts). */
+  scenarios: 'scenarios.avro',
 } as const;
 
 export interface SimulationSummary {
@@ -22,7 +25,7 @@ export interface SimulationSummary {
 const syncMarker = (seed: number, stream: string) =>
   createHash('sha256').update(`fraudstream:${seed}:${stream}`).digest().subarray(0, 16);
 
-/** Writes the history as three Avro container files, streaming: memory holds about one day of events. */
+/** Writes the history as Avro container files (three streams and the scenario ground truth), streaming: memory holds about one day of events. */
 export async function writeSimulationFiles(
   catalog: SchemaCatalog,
   opts: SimulationOptions,
@@ -44,6 +47,9 @@ export async function writeSimulationFiles(
       syncMarker: syncMarker(opts.seed, 'withdrawals'),
     },
   );
+  const tags = createContainerWriter<ScenarioTag>(join(dir, STREAM_FILES.scenarios), scenarioTagType(), {
+    syncMarker: syncMarker(opts.seed, 'scenarios'),
+  });
   const summary: SimulationSummary = {
     payments: 0,
     withdrawals: 0,
@@ -61,10 +67,11 @@ export async function writeSimulationFiles(
     }
     if (e.scenario) {
       summary.fraudEvents++;
+      await tags.append({ event_id: e.event.event_id, scenario: e.scenario });
       summary.byScenario[e.scenario] = (summary.byScenario[e.scenario] ?? 0) + 1;
     }
   }
-  await Promise.all([pay.close(), wd.close()]);
+  await Promise.all([pay.close(), wd.close(), tags.close()]);
   const lab = createContainerWriter<Label>(
     join(dir, STREAM_FILES.labels),
     catalog.reader(RecordNames.Label),

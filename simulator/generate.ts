@@ -1,13 +1,29 @@
 import type { Label, PaymentEvent, ScoringEvent, WithdrawalEvent } from '../schemas/index.js';
 import { createRng, type Rng } from './rng.js';
-import { createWorld, FRAUD_COUNTRIES, randomIp, type Account, type World } from './world.js';
+import {
+  CITIES,
+  createWorld,
+  FRAUD_COUNTRIES,
+  randomIp,
+  type Account,
+  type City,
+  type Merchant,
+  type World,
+} from './world.js';
 
 const MINUTE = 60_000;
 const HOUR = 60 * MINUTE;
 export const DAY = 24 * HOUR;
 
-export type Scenario = 'card_testing' | 'account_takeover';
-export const SCENARIOS: readonly Scenario[] = ['card_testing', 'account_takeover'];
+export type Scenario =
+  'card_testing' | 'account_takeover' | 'mule_cash_out' | 'compromised_merchant' | 'velocity_burst';
+export const SCENARIOS: readonly Scenario[] = [
+  'card_testing',
+  'account_takeover',
+  'mule_cash_out',
+  'compromised_merchant',
+  'velocity_burst',
+];
 
 /** A generated event with its ground truth. The scenario never reaches the feature engine. */
 export type SimEvent = ScoringEvent & { scenario: Scenario | null };
@@ -116,7 +132,8 @@ export function createSimulation(opts: SimulationOptions): Simulation {
       source: 'CHARGEBACK',
       labelled_at: e.event.event_time + delay,
       analyst: null,
-      note: `scenario=${e.scenario}`,
+      // The scenario stays out of labels.avro (it would leak into anything reading labels): scenarios.avro.
+      note: null,
     });
   };
 
@@ -179,6 +196,109 @@ export function createSimulation(opts: SimulationOptions): Simulation {
     }
   }
 
+  function muleCashOut(a: Account, t0: number, rng: Rng, out: SimEvent[]) {
+    // A mule account empties itself fast: ATM withdrawals at cash machines across town, or crypto.
+    const crypto = rng.chance(0.4);
+    const wallet = `wallet-crypto-${rng.int(0, 1e9)}`;
+    let t = t0;
+    const n = rng.int(3, 8);
+    for (let k = 0; k < n; k++) {
+      t += rng.int(3 * MINUTE, 40 * MINUTE);
+      const atmId = `atm-${a.city.name.toLowerCase().replace(/ /g, '-')}-${rng.int(0, 40)}`;
+      out.push({
+        type: 'WITHDRAWAL',
+        scenario: 'mule_cash_out',
+        event: withdrawal(
+          a,
+          t,
+          rng,
+          crypto
+            ? {
+                method: 'CRYPTO',
+                destination_id: wallet,
+                amount_minor: Math.round(rng.logNormal(a.amountMu + 2.6, 0.4)),
+                lat: null,
+                lon: null,
+              }
+            : {
+                method: 'ATM',
+                destination_id: atmId,
+                amount_minor: rng.pick([20000, 30000, 40000, 50000]),
+                device_id: null,
+                ip: null,
+                lat: jitter(rng, a.city.lat, 0.1),
+                lon: jitter(rng, a.city.lon, 0.1),
+              },
+        ),
+      });
+    }
+  }
+
+  function velocityBurst(a: Account, t0: number, rng: Rng, out: SimEvent[]) {
+    // A stolen phone: many in-app purchases with the account's own device within minutes.
+    const device = rng.pick(a.devices);
+    let t = t0;
+    const n = rng.int(8, 25);
+    for (let k = 0; k < n; k++) {
+      t += rng.int(15_000, 2 * MINUTE);
+      const m = rng.pick(world.onlineMerchants);
+      out.push({
+        type: 'PAYMENT',
+        scenario: 'velocity_burst',
+        event: payment(a, t, rng, {
+          merchant_id: m.id,
+          merchant_category: m.mcc,
+          channel: 'IN_APP',
+          device_id: device,
+          amount_minor: Math.round(rng.logNormal(a.amountMu + 0.8, 0.5)),
+        }),
+      });
+    }
+  }
+
+  function compromisedMerchant(m: Merchant, dayStart: number, rng: Rng, out: SimEvent[]) {
+    // A breached merchant: many customers' cards charged there, mail-order, in one day.
+    const n = rng.int(10, 40);
+    for (let k = 0; k < n; k++) {
+      const a = rng.pick(world.accounts);
+      out.push({
+        type: 'PAYMENT',
+        scenario: 'compromised_merchant',
+        event: payment(a, dayStart + timeOfDay(rng), rng, {
+          merchant_id: m.id,
+          merchant_category: m.mcc,
+          channel: 'MOTO',
+          device_id: null,
+          ip: null,
+          country: m.city.country,
+          lat: null,
+          lon: null,
+          amount_minor: Math.round(rng.logNormal(a.amountMu + 1.6, 0.5)),
+        }),
+      });
+    }
+  }
+
+  /** Accounts away from home: until when, and where. Legitimate payments follow them abroad. */
+  const trips = new Map<string, { until: number; city: City }>();
+  const localMerchants = new Map<string, Merchant[]>();
+  for (const m of world.merchants)
+    if (!m.online) localMerchants.set(m.city.name, [...(localMerchants.get(m.city.name) ?? []), m]);
+
+  function travelPayment(a: Account, city: City, t: number, rng: Rng): PaymentEvent {
+    const m = rng.pick(localMerchants.get(city.name) ?? world.merchants);
+    return payment(a, t, rng, {
+      merchant_id: m.id,
+      merchant_category: m.mcc,
+      channel: 'POS',
+      device_id: null,
+      ip: null,
+      country: city.country,
+      lat: jitter(rng, city.lat, 0.2),
+      lon: jitter(rng, city.lon, 0.2),
+    });
+  }
+
   function day(d: number): SimEvent[] {
     const rng = root.fork(`day-${d}`);
     const dayStart = opts.start + d * DAY;
@@ -186,9 +306,24 @@ export function createSimulation(opts: SimulationOptions): Simulation {
     const weekly = weekday === 0 || weekday === 6 ? 1.25 : 0.95;
     const out: SimEvent[] = [];
     for (const a of world.accounts) {
+      let trip = trips.get(a.id);
+      if (trip && trip.until <= dayStart) {
+        trips.delete(a.id);
+        trip = undefined;
+      }
+      if (!trip && rng.chance(0.004)) {
+        trip = { until: dayStart + rng.int(2, 8) * DAY, city: rng.pick(CITIES) };
+        trips.set(a.id, trip);
+      }
       const np = rng.poisson(a.paymentsPerDay * weekly);
-      for (let k = 0; k < np; k++)
-        out.push({ type: 'PAYMENT', scenario: null, event: payment(a, dayStart + timeOfDay(rng), rng) });
+      for (let k = 0; k < np; k++) {
+        const t = dayStart + timeOfDay(rng);
+        out.push({
+          type: 'PAYMENT',
+          scenario: null,
+          event: trip && rng.chance(0.7) ? travelPayment(a, trip.city, t, rng) : payment(a, t, rng),
+        });
+      }
       const nw = rng.poisson(a.withdrawalsPerDay);
       for (let k = 0; k < nw; k++)
         out.push({
@@ -199,10 +334,19 @@ export function createSimulation(opts: SimulationOptions): Simulation {
       if (rng.chance(opts.fraudRate)) {
         const start = dayStart + timeOfDay(rng);
         const before = out.length;
-        if (rng.chance(0.5)) cardTesting(a, start, rng, out);
-        else accountTakeover(a, start, rng, out);
+        const r = rng.next();
+        if (r < 0.3) cardTesting(a, start, rng, out);
+        else if (r < 0.55) accountTakeover(a, start, rng, out);
+        else if (r < 0.75) muleCashOut(a, start, rng, out);
+        else velocityBurst(a, start, rng, out);
         for (let k = before; k < out.length; k++) label(out[k]!, rng);
       }
+    }
+    // About three merchant breaches a month per 1,000 accounts.
+    if (rng.chance(Math.min(0.5, world.accounts.length / 10_000))) {
+      const before = out.length;
+      compromisedMerchant(rng.pick(world.merchants), dayStart, rng, out);
+      for (let k = before; k < out.length; k++) label(out[k]!, rng);
     }
     return out.sort(
       (x, y) => x.event.event_time - y.event.event_time || (x.event.event_id < y.event.event_id ? -1 : 1),

@@ -10,3 +10,4 @@ export {
 export { writeSimulationFiles, STREAM_FILES, type SimulationSummary } from './files.js';
 export { produceLive, type LiveOptions } from './live.js';
 export { createRng, type Rng } from './rng.js';
+export { scenarioTagType, SCENARIO_TAG_SCHEMA, type ScenarioTag } from './scenarios.js';

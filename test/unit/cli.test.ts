@@ -2,7 +2,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { COMMAND_OPTIONS, optionRows, parseOptions, replayOptions, scoreOptions } from '../../cli/options.js';
+import { COMMAND_OPTIONS, optionRows, parseOptions, scoreOptions } from '../../cli/options.js';
 import { isFraudstreamError } from '../../lib/errors.js';
 import { projectRoot } from '../../lib/paths.js';
 
@@ -56,7 +56,8 @@ describe('option parsing', () => {
   });
 
   it('requires the required flags', () => {
-    expect(() => parseOptions(replayOptions, [], {})).toThrow(/--in is required/);
+    const defs = [{ flag: 'in', type: 'string' as const, required: true, help: 'x' }];
+    expect(() => parseOptions(defs, [], {})).toThrow(/--in is required/);
   });
 });
 

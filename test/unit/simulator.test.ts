@@ -4,7 +4,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createSchemaCatalog, readContainer, RecordNames, type Label } from '../../schemas/index.js';
-import { createSimulation, STREAM_FILES, writeSimulationFiles } from '../../simulator/index.js';
+import {
+  createSimulation,
+  scenarioTagType,
+  SCENARIOS,
+  STREAM_FILES,
+  writeSimulationFiles,
+  type ScenarioTag,
+} from '../../simulator/index.js';
 
 const opts = { seed: 11, accounts: 300, days: 5, start: Date.UTC(2026, 0, 1), fraudRate: 0.02 };
 const sha = (p: string) => createHash('sha256').update(readFileSync(p)).digest('hex');
@@ -22,8 +29,8 @@ describe('simulator', () => {
     }
   });
 
-  it('yields events in event-time order with both fraud patterns, and labels that come later', () => {
-    const sim = createSimulation(opts);
+  it('yields events in event-time order with every fraud scenario, and labels that come later', () => {
+    const sim = createSimulation({ ...opts, accounts: 1500, days: 20, fraudRate: 0.005 });
     let last = -Infinity;
     const scenarios = new Set<string>();
     const times = new Map<string, number>();
@@ -36,7 +43,7 @@ describe('simulator', () => {
       n++;
     }
     expect(n).toBeGreaterThan(1000);
-    expect([...scenarios].sort()).toEqual(['account_takeover', 'card_testing']);
+    expect([...scenarios].sort()).toEqual([...SCENARIOS].sort());
     const labels = sim.labels();
     expect(labels.length).toBeGreaterThan(0);
     for (let i = 0; i < labels.length; i++) {
@@ -66,5 +73,30 @@ describe('simulator', () => {
     ))
       pays++;
     expect(pays).toBe(summary.payments);
+  });
+
+  it('writes the scenario of every fraud event to scenarios.avro, and none into labels', async () => {
+    const catalog = createSchemaCatalog();
+    const d = mkdtempSync(join(tmpdir(), 'fs-sim-'));
+    const summary = await writeSimulationFiles(catalog, opts, d);
+    const expected = new Map<string, string>();
+    for (const e of createSimulation(opts).events())
+      if (e.scenario) expected.set(e.event.event_id, e.scenario);
+    const got = new Map<string, string>();
+    for await (const t of readContainer<ScenarioTag>(join(d, STREAM_FILES.scenarios), scenarioTagType()))
+      got.set(t.event_id, t.scenario);
+    expect(got).toEqual(expected);
+    expect(got.size).toBe(summary.fraudEvents);
+    let labelled = 0;
+    for await (const l of readContainer<Label>(
+      join(d, STREAM_FILES.labels),
+      catalog.reader(RecordNames.Label),
+    )) {
+      expect(l.note).toBeNull();
+      expect(got.has(l.event_id)).toBe(true);
+      labelled++;
+    }
+    // Some fraud is never labelled.
+    expect(labelled).toBeLessThan(got.size);
   });
 });

@@ -1,0 +1,249 @@
+import { execFileSync } from 'node:child_process';
+import {
+  copyFileSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  truncateSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createFeatureEngine } from '../../features/index.js';
+import { systemClock } from '../../lib/clock.js';
+import { isFraudstreamError } from '../../lib/errors.js';
+import { createSilentLogger } from '../../lib/logger.js';
+import { projectRoot } from '../../lib/paths.js';
+import { createModelRunner, type ModelRunner } from '../../models/index.js';
+import { createPolicy } from '../../policy/index.js';
+import { clearNamespace, runReplay, type ReplayModel, type ReplayOptions } from '../../replay/index.js';
+import {
+  createContainerWriter,
+  createSchemas,
+  readContainer,
+  RecordNames,
+  type Decision,
+  type Label,
+  type PaymentEvent,
+} from '../../schemas/index.js';
+import { STREAM_FILES, writeSimulationFiles } from '../../simulator/index.js';
+import { redis, uniq } from './stack.js';
+
+const schemas = createSchemas();
+const logger = createSilentLogger();
+const PY = join(projectRoot(), 'models', '.venv', 'bin', 'python');
+const sim = { seed: 21, accounts: 300, days: 6, start: Date.UTC(2026, 0, 1), fraudRate: 0.01 };
+
+async function decisions(path: string): Promise<Decision[]> {
+  const out: Decision[] = [];
+  for await (const d of readContainer<Decision>(path, schemas.catalog.reader(RecordNames.Decision)))
+    out.push(d);
+  return out;
+}
+
+describe('replay over container files, on the real Redis', () => {
+  let r: Redis;
+  let inDir: string;
+  let runner: ModelRunner;
+  let champion: ReplayModel;
+  const namespaces: string[] = [];
+  const ns = () => {
+    const n = uniq('replay');
+    namespaces.push(n);
+    return n;
+  };
+  const base = (outDir: string): ReplayOptions => ({
+    outDir,
+    redis: r,
+    catalog: schemas.catalog,
+    logger,
+    clock: systemClock,
+    namespace: ns(),
+    batchSize: 128,
+  });
+
+  beforeAll(async () => {
+    r = await redis();
+    inDir = mkdtempSync(join(tmpdir(), 'fs-replay-in-'));
+    await writeSimulationFiles(schemas.catalog, sim, inDir);
+    const fe = createFeatureEngine({ redis: r, prefix: 'probe:' });
+    runner = await createModelRunner({
+      manifestPath: join(projectRoot(), 'models', 'default', 'manifest.json'),
+      featureNames: fe.names,
+      featureSpec: fe.specHash,
+    });
+    const threshold = runner.manifest.threshold;
+    champion = {
+      model: runner,
+      policy: createPolicy({ version: 'test', thresholds: { default: threshold } }),
+      threshold,
+    };
+  });
+
+  afterAll(async () => {
+    for (const n of namespaces) await clearNamespace(r, n);
+    await runner.close();
+    r.disconnect();
+  });
+
+  it('gives identical scores on two replays of the same input, and a report with every section', async () => {
+    const [a, b] = [0, 1].map(() => mkdtempSync(join(tmpdir(), 'fs-replay-out-')));
+    const ra = await runReplay({ ...base(a!), inDir, champion });
+    const rb = await runReplay({ ...base(b!), inDir, champion, batchSize: 37 });
+    expect(ra.events).toBeGreaterThan(2000);
+    expect(rb.events).toBe(ra.events);
+    const da = await decisions(join(a!, 'decisions.avro'));
+    const db = await decisions(join(b!, 'decisions.avro'));
+    expect(da.length).toBe(ra.events);
+    expect(db.map((d) => [d.event_id, d.score, d.outcome])).toEqual(
+      da.map((d) => [d.event_id, d.score, d.outcome]),
+    );
+    // Decisions come out in event time.
+    for (let i = 1; i < da.length; i++)
+      expect(da[i]!.event_time).toBeGreaterThanOrEqual(da[i - 1]!.event_time);
+
+    const m = JSON.parse(readFileSync(join(a!, 'metrics.json'), 'utf8'));
+    expect(m.champion.overall.events).toBe(ra.events);
+    expect(m.champion.overall.fraud).toBeGreaterThan(0);
+    expect(m.champion.overall.roc_auc).toBeGreaterThan(0.5);
+    expect(Object.keys(m.champion.by_event_type).sort()).toEqual(['PAYMENT', 'WITHDRAWAL']);
+    expect(m.champion.by_scenario.length).toBeGreaterThanOrEqual(3);
+    // Per-scenario counts come from scenarios.avro: labelled or not.
+    const fraudEvents = m.champion.by_scenario.reduce((s: number, x: { events: number }) => s + x.events, 0);
+    let tags = 0;
+    for await (const _ of readContainer(join(inDir, STREAM_FILES.scenarios))) tags++;
+    expect(fraudEvents).toBe(tags);
+    expect(m.champion.by_day.length).toBe(sim.days);
+    const html = readFileSync(join(a!, 'report.html'), 'utf8');
+    expect(html).toContain('<svg');
+    expect(html).not.toMatch(/<script|src=|href=/);
+  });
+
+  it('reports a challenger side by side from the same pass', async () => {
+    const out = mkdtempSync(join(tmpdir(), 'fs-replay-out-'));
+    const lower = champion.threshold / 2;
+    const challenger = {
+      ...champion,
+      policy: createPolicy({ version: 'test', thresholds: { default: lower } }),
+      threshold: lower,
+    };
+    await runReplay({ ...base(out), inDir, champion, challenger });
+    const m = JSON.parse(readFileSync(join(out, 'metrics.json'), 'utf8'));
+    // Same model, so the same ranking; a lower threshold flags at least as much.
+    expect(m.challenger.overall.roc_auc).toBeCloseTo(m.champion.overall.roc_auc, 9);
+    expect(m.challenger.overall.flagged).toBeGreaterThanOrEqual(m.champion.overall.flagged);
+    expect(m.challenger.threshold).toBe(lower);
+    expect(readFileSync(join(out, 'report.html'), 'utf8')).toContain('challenger:');
+  });
+
+  it('emits an Arrow IPC file that pyarrow reads with typed columns, labels and the spec metadata', async () => {
+    const out = mkdtempSync(join(tmpdir(), 'fs-replay-out-'));
+    const file = join(out, 'features.arrow');
+    const res = await runReplay({ ...base(out), inDir, emitFeatures: file });
+    expect(existsSync(join(out, 'decisions.avro'))).toBe(false);
+    const final = new Map<string, Label>();
+    const all: Label[] = [];
+    for await (const l of readContainer<Label>(
+      join(inDir, STREAM_FILES.labels),
+      schemas.catalog.reader(RecordNames.Label),
+    ))
+      all.push(l);
+    all.sort((x, y) => x.labelled_at - y.labelled_at);
+    for (const l of all) final.set(l.event_id, l);
+    const fe = createFeatureEngine({ redis: r, prefix: 'probe:' });
+    const script = `
+import json, sys
+import pyarrow as pa, pyarrow.ipc as ipc, pyarrow.feather as feather
+t = ipc.open_file(sys.argv[1]).read_all()
+assert feather.read_table(sys.argv[1]).equals(t)
+md = t.schema.metadata
+print(json.dumps({
+  "rows": t.num_rows,
+  "names": t.column_names,
+  "types": [str(x) for x in t.schema.types],
+  "nullable": [f.nullable for f in t.schema],
+  "spec": md[b"feature_spec"].decode(),
+  "feature_names": json.loads(md[b"feature_names"]),
+  "source": md[b"source"].decode(),
+  "labels": {k: [int(l), la] for k, l, la in zip(t.column("event_id").to_pylist(), t.column("label").to_pylist(), t.column("labelled_at").to_pylist()) if l or la is not None},
+  "first": {k: t.column(k)[0].as_py() for k in t.column_names[:7]},
+}))`;
+    const py = JSON.parse(execFileSync(PY, ['-c', script, file], { encoding: 'utf8' }));
+    expect(py.rows).toBe(res.events);
+    expect(py.names).toEqual(['event_id', 'event_time', 'event_type', 'label', 'labelled_at', ...fe.names]);
+    expect(py.types.slice(0, 5)).toEqual(['string', 'int64', 'string', 'int8', 'int64']);
+    expect(new Set(py.types.slice(5))).toEqual(new Set(['float']));
+    expect(py.nullable[4]).toBe(true);
+    expect(py.spec).toBe(fe.specHash);
+    expect(py.feature_names).toEqual(fe.names);
+    expect(py.source).toBe(inDir);
+    const expected: Record<string, [number, number]> = {};
+    for (const [id, l] of final) expected[id] = [l.label === 'FRAUD' ? 1 : 0, l.labelled_at];
+    expect(py.labels).toEqual(expected);
+    expect(typeof py.first.event_time).toBe('number');
+    expect(['PAYMENT', 'WITHDRAWAL']).toContain(py.first.event_type);
+  });
+
+  describe('bad input fails with a clear error and leaves no output', () => {
+    const copyIn = () => {
+      const d = mkdtempSync(join(tmpdir(), 'fs-replay-bad-'));
+      for (const f of readdirSync(inDir)) copyFileSync(join(inDir, f), join(d, f));
+      return d;
+    };
+    const expectFail = async (dir: string, code: Parameters<typeof isFraudstreamError>[1], text: RegExp) => {
+      const out = mkdtempSync(join(tmpdir(), 'fs-replay-out-'));
+      const feat = join(out, 'f.arrow');
+      const err = await runReplay({ ...base(out), inDir: dir, champion, emitFeatures: feat }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(isFraudstreamError(err, code), String(err)).toBe(true);
+      expect((err as Error).message).toMatch(text);
+      expect(readdirSync(out)).toEqual([]);
+    };
+
+    it('a truncated container file', async () => {
+      const d = copyIn();
+      const p = join(d, STREAM_FILES.withdrawals);
+      truncateSync(p, statSync(p).size - 100);
+      await expectFail(d, 'BAD_INPUT_FILE', /withdrawals\.avro is truncated/);
+    });
+
+    it('a file with another schema', async () => {
+      const d = copyIn();
+      copyFileSync(join(d, STREAM_FILES.labels), join(d, STREAM_FILES.payments));
+      await expectFail(d, 'BAD_INPUT_FILE', /payments\.avro/);
+    });
+
+    it('a file that is not Avro at all', async () => {
+      const d = copyIn();
+      writeFileSync(join(d, STREAM_FILES.payments), 'event_id,event_time\n');
+      await expectFail(d, 'BAD_INPUT_FILE', /not an Avro container file/);
+    });
+
+    it('events out of order inside a file', async () => {
+      const d = copyIn();
+      const p = join(d, STREAM_FILES.payments);
+      const pays: PaymentEvent[] = [];
+      for await (const e of readContainer<PaymentEvent>(p, schemas.catalog.reader(RecordNames.PaymentEvent)))
+        pays.push(e);
+      [pays[1000], pays[1001]] = [pays[1001]!, pays[1000]!];
+      pays[1000] = { ...pays[1000]!, event_time: pays[1001]!.event_time + 60_000 };
+      const w = createContainerWriter<PaymentEvent>(p, schemas.catalog.reader(RecordNames.PaymentEvent));
+      for (const e of pays) await w.append(e);
+      await w.close();
+      await expectFail(d, 'INPUT_OUT_OF_ORDER', /payments\.avro: record 1001/);
+    });
+
+    it('a missing labels file', async () => {
+      const d = copyIn();
+      rmSync(join(d, STREAM_FILES.labels));
+      await expectFail(d, 'BAD_INPUT_FILE', /labels\.avro does not exist/);
+    });
+  });
+});
