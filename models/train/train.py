@@ -213,6 +213,11 @@ def main() -> None:
     )
     # onnxmltools names the graph with a random uuid: fix it so the same data gives the same bytes.
     onx.graph.name = f"{args.name}-{args.version}"
+    # ...and lists the opset imports in set order, which Python's per-process string hashing
+    # randomises (PYTHONHASHSEED): sort them, or one run in two writes other bytes.
+    opsets = sorted(onx.opset_import, key=lambda o: (o.domain, o.version))
+    del onx.opset_import[:]
+    onx.opset_import.extend(opsets)
     args.out.mkdir(parents=True, exist_ok=True)
     onnx_bytes = onx.SerializeToString()
     (args.out / "model.onnx").write_bytes(onnx_bytes)
