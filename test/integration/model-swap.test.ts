@@ -1,4 +1,4 @@
-import type { Admin, Consumer, Producer } from 'kafkajs';
+import type { Admin, Producer } from 'kafkajs';
 import { Partitioners } from 'kafkajs';
 import type { Redis } from 'ioredis';
 import { spawn } from 'node:child_process';
@@ -14,17 +14,21 @@ import { clearNamespace } from '../../replay/index.js';
 import { createSchemas, RecordNames, type Decision } from '../../schemas/index.js';
 import { ensureTopics, startScoringService, type ScoringService } from '../../scorer/index.js';
 import { createSimulation, type SimEvent } from '../../simulator/index.js';
-import { BROKERS, kafka, REDIS_URL, redis, uniq } from './stack.js';
+import {
+  BROKERS,
+  kafka,
+  readTopic,
+  redis,
+  REDIS_URL,
+  testServiceConfig,
+  testTopics,
+  uniq,
+  waitForCommitted,
+} from './stack.js';
 
 const schemas = createSchemas();
 const run = uniq('swap');
-const topics = {
-  payments: `${run}-payments`,
-  withdrawals: `${run}-withdrawals`,
-  labels: `${run}-labels`,
-  decisions: `${run}-decisions`,
-  deadLetter: `${run}-dlq`,
-};
+const topics = testTopics(run);
 const defaultDir = join(projectRoot(), 'models', 'default');
 
 /** The default model under another version, in a folder of its own; returns its manifest path. */
@@ -42,21 +46,12 @@ const encode = (e: SimEvent) =>
     e.event,
   );
 
-async function readDecisions(n: number, timeoutMs = 90_000): Promise<Decision[]> {
-  const c: Consumer = kafka().consumer({ groupId: uniq('reader'), maxWaitTimeInMs: 100 });
-  await c.connect();
-  await c.subscribe({ topic: topics.decisions, fromBeginning: true });
-  const got: Decision[] = [];
-  await c.run({
-    eachMessage: async ({ message }) => {
-      got.push(schemas.codec.decode<Decision>(message.value!, [RecordNames.Decision]).value);
-    },
-  });
-  const deadline = Date.now() + timeoutMs;
-  while (got.length < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-  await new Promise((r) => setTimeout(r, 1500)); // catch any extra (double) decision
-  await c.disconnect();
-  return got;
+/** Every decision on the topic, once the scorer has committed past every input record. */
+async function readDecisions(): Promise<Decision[]> {
+  await waitForCommitted(`${run}-scorer`, [topics.payments, topics.withdrawals], 90_000);
+  return (await readTopic(topics.decisions)).map(
+    (m) => schemas.codec.decode<Decision>(m.value, [RecordNames.Decision]).value,
+  );
 }
 
 describe('model hot swap on the real Kafka scorer', () => {
@@ -98,20 +93,12 @@ describe('model hot swap on the real Kafka scorer', () => {
   it('swaps while events flow: every event decided exactly once, each by one model, with the challenger beside it', async () => {
     const shadow = modelVersion('shadow');
     service = await startScoringService(
-      {
-        brokers: BROKERS,
-        groupId: `${run}-scorer`,
-        topics,
-        fromBeginning: true,
+      testServiceConfig(run, {
         maxBatch: 16,
-        redisUrl: REDIS_URL,
-        featurePrefix: `${run}:`,
         modelManifest: modelVersion('1'),
         challengerManifest: shadow,
-        policyVersion: 'test-policy',
         includeFeatures: false,
-        http: { host: '127.0.0.1', port: 0 },
-      },
+      }),
       createSilentLogger(),
     );
     const versions = ['2', '3', '4', '5', '6', '7', '8'].map((v) => modelVersion(v));
@@ -150,7 +137,7 @@ describe('model hot swap on the real Kafka scorer', () => {
     expect(failed).toMatch(/^FS_ERR_MODEL_LOAD: .*not valid JSON/);
     expect(service.model.version).toBe('fraudstream-lgbm@8');
 
-    const decisions = await readDecisions(events.length);
+    const decisions = await readDecisions();
     expect(decisions).toHaveLength(events.length);
     const ids = decisions.map((d) => d.event_id).sort();
     expect(new Set(ids).size).toBe(events.length);

@@ -15,18 +15,12 @@ import { clearNamespace, readKafkaRange, runReplay } from '../../replay/index.js
 import { createSchemas, readContainer, RecordNames, type Decision, type Label } from '../../schemas/index.js';
 import { startScoringService, type ScoringService } from '../../scorer/index.js';
 import { createSimulation, type SimEvent } from '../../simulator/index.js';
-import { BROKERS, kafka, REDIS_URL, redis, uniq } from './stack.js';
+import { kafka, redis, testServiceConfig, testTopics, uniq } from './stack.js';
 
 const schemas = createSchemas();
 const logger = createSilentLogger();
 const run = uniq('rpk');
-const topics = {
-  payments: `${run}-payments`,
-  withdrawals: `${run}-withdrawals`,
-  labels: `${run}-labels`,
-  decisions: `${run}-decisions`,
-  deadLetter: `${run}-dlq`,
-};
+const topics = testTopics(run);
 const manifestPath = join(projectRoot(), 'models', 'default', 'manifest.json');
 
 const encode = (e: SimEvent) =>
@@ -134,20 +128,11 @@ describe('replay from Kafka between two timestamps, against the live scorer', ()
 
   it('emits for training exactly the feature vectors the live scorer computed for the same events', async () => {
     service = await startScoringService(
-      {
-        brokers: BROKERS,
-        groupId: `${run}-scorer`,
-        topics,
-        fromBeginning: true,
-        maxBatch: 64,
-        redisUrl: REDIS_URL,
-        featurePrefix: `${run}:`,
+      testServiceConfig(run, {
         allowedLatenessMs: 86_400_000,
         modelManifest: manifestPath,
         policyVersion: 'test',
-        includeFeatures: true,
-        http: { host: '127.0.0.1', port: 0 },
-      },
+      }),
       logger,
     );
     // The scorer reads two topics; to see the events in event-time order as replay does, each run of one

@@ -8,20 +8,14 @@ import { clearNamespace } from '../../replay/index.js';
 import { createSchemas, RecordNames, type Decision, type Label } from '../../schemas/index.js';
 import { ensureTopics, startScoringService, type ScoringService } from '../../scorer/index.js';
 import { samplePayment } from '../fixtures.js';
-import { BROKERS, kafka, REDIS_URL, redis, uniq } from './stack.js';
+import { kafka, redis, testServiceConfig, testTopics, uniq } from './stack.js';
 import { collect, manifestWithNorms, until, writePolicy } from './helpers-review.js';
 
 /** Debian's chromium (.ci/run installs it when missing). */
 const CHROMIUM = '/usr/bin/chromium';
 const schemas = createSchemas();
 const run = uniq('browser');
-const topics = {
-  payments: `${run}-payments`,
-  withdrawals: `${run}-withdrawals`,
-  labels: `${run}-labels`,
-  decisions: `${run}-decisions`,
-  deadLetter: `${run}-dlq`,
-};
+const topics = testTopics(run);
 const KEY = 'browser-test-analyst-key';
 
 describe('the analyst page in headless Chromium, on the real stack', () => {
@@ -37,25 +31,16 @@ describe('the analyst page in headless Chromium, on the real stack', () => {
     await ensureTopics(admin, Object.values(topics), 3);
     r = await redis();
     service = await startScoringService(
-      {
-        brokers: BROKERS,
-        groupId: `${run}-scorer`,
-        topics,
-        fromBeginning: true,
-        maxBatch: 64,
-        redisUrl: REDIS_URL,
-        featurePrefix: `${run}:`,
+      testServiceConfig(run, {
         modelManifest: manifestWithNorms(),
         policyVersion: 'unused',
-        includeFeatures: true,
-        http: { host: '127.0.0.1', port: 0 },
         policyFile: writePolicy({
           version: 'browser-v1',
           thresholds: { default: 0.9 },
           block: { ip: ['198.51.100.66'] },
         }),
         apiKeys: [{ role: 'analyst', name: 'carol', key: KEY }],
-      },
+      }),
       createSilentLogger(),
     );
     browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] });

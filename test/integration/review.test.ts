@@ -6,18 +6,12 @@ import { clearNamespace } from '../../replay/index.js';
 import { createSchemas, RecordNames, type Decision, type Label } from '../../schemas/index.js';
 import { ensureTopics, startScoringService, type ScoringService } from '../../scorer/index.js';
 import { samplePayment } from '../fixtures.js';
-import { BROKERS, kafka, REDIS_URL, redis, uniq } from './stack.js';
+import { kafka, redis, testServiceConfig, testTopics, uniq } from './stack.js';
 import { collect, manifestWithNorms, until, writePolicy } from './helpers-review.js';
 
 const schemas = createSchemas();
 const run = uniq('review');
-const topics = {
-  payments: `${run}-payments`,
-  withdrawals: `${run}-withdrawals`,
-  labels: `${run}-labels`,
-  decisions: `${run}-decisions`,
-  deadLetter: `${run}-dlq`,
-};
+const topics = testTopics(run);
 const ALICE = 'analyst-alice-key-0001';
 const BOB = 'analyst-bob-key-000002';
 const ADMIN = 'admin-ops-key-00000003';
@@ -62,18 +56,9 @@ describe('inline scoring and the review API, on the real stack', () => {
     await producer.connect();
     r = await redis();
     service = await startScoringService(
-      {
-        brokers: BROKERS,
-        groupId: `${run}-scorer`,
-        topics,
-        fromBeginning: true,
-        maxBatch: 64,
-        redisUrl: REDIS_URL,
-        featurePrefix: `${run}:`,
+      testServiceConfig(run, {
         modelManifest: manifestWithNorms(),
         policyVersion: 'unused',
-        includeFeatures: true,
-        http: { host: '127.0.0.1', port: 0 },
         policyFile: writePolicy({
           version: 'review-test-v3',
           thresholds: { default: 0.999 },
@@ -88,7 +73,7 @@ describe('inline scoring and the review API, on the real stack', () => {
         ],
         leaseMs: LEASE_MS,
         bodyLimit: 4096,
-      },
+      }),
       createSilentLogger(),
       clock,
     );

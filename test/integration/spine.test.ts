@@ -16,34 +16,23 @@ import {
 } from '../../scorer/index.js';
 import { createSimulation, type SimEvent } from '../../simulator/index.js';
 import { FEATURE_NAMES } from '../../features/index.js';
-import { BROKERS, kafka, readTopic, REDIS_URL, redis, uniq, waitForCommitted } from './stack.js';
+import {
+  BROKERS,
+  kafka,
+  readTopic,
+  redis,
+  REDIS_URL,
+  testServiceConfig,
+  testTopics,
+  uniq,
+  waitForCommitted,
+} from './stack.js';
 
 const schemas = createSchemas();
 const run = uniq('spine');
-const topics = {
-  payments: `${run}-payments`,
-  withdrawals: `${run}-withdrawals`,
-  labels: `${run}-labels`,
-  decisions: `${run}-decisions`,
-  deadLetter: `${run}-dlq`,
-};
-const prefix = `${run}:`;
+const topics = testTopics(run);
 
-function serviceConfig() {
-  return {
-    brokers: BROKERS,
-    groupId: `${run}-scorer`,
-    topics,
-    fromBeginning: true,
-    maxBatch: 64,
-    redisUrl: REDIS_URL,
-    featurePrefix: prefix,
-    modelManifest: `${projectRoot()}/models/default/manifest.json`,
-    policyVersion: 'test-policy',
-    includeFeatures: true,
-    http: { host: '127.0.0.1', port: 0 },
-  };
-}
+const serviceConfig = () => testServiceConfig(run);
 
 const encode = (e: SimEvent) =>
   schemas.codec.encode(

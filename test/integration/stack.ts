@@ -1,6 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { Kafka, logLevel, type Consumer, type IHeaders } from 'kafkajs';
 import { Redis } from 'ioredis';
+import { join } from 'node:path';
+import { projectRoot } from '../../lib/paths.js';
+import type { ScoringServiceConfig, Topics } from '../../scorer/index.js';
 
 /** The stack that scripts/stack.sh starts (make test starts it); each test names its own topics and keys. */
 export const BROKERS = (
@@ -116,4 +119,36 @@ export async function waitForCommitted(groupId: string, topics: string[], timeou
   } finally {
     await admin.disconnect();
   }
+}
+
+/** The topics of one test run: its own names, so concurrent runs never see each other's records. */
+export function testTopics(run: string): Topics {
+  return {
+    payments: `${run}-payments`,
+    withdrawals: `${run}-withdrawals`,
+    labels: `${run}-labels`,
+    decisions: `${run}-decisions`,
+    deadLetter: `${run}-dlq`,
+  };
+}
+
+/** A scoring service on the local stack for one test run: its topics, group and key prefix. */
+export function testServiceConfig(
+  run: string,
+  over: Partial<ScoringServiceConfig> = {},
+): ScoringServiceConfig {
+  return {
+    brokers: BROKERS,
+    groupId: `${run}-scorer`,
+    topics: testTopics(run),
+    fromBeginning: true,
+    maxBatch: 64,
+    redisUrl: REDIS_URL,
+    featurePrefix: `${run}:`,
+    modelManifest: join(projectRoot(), 'models', 'default', 'manifest.json'),
+    policyVersion: 'test-policy',
+    includeFeatures: true,
+    http: { host: '127.0.0.1', port: 0 },
+    ...over,
+  };
 }
