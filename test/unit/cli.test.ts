@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { COMMAND_OPTIONS, optionRows, parseOptions, scoreOptions } from '../../cli/options.js';
@@ -88,6 +88,35 @@ describe('README', () => {
         );
       expect(rows, name).toEqual(optionRows(defs));
     }
+  });
+
+  it('documents every environment variable the code reads', () => {
+    const dirs = [
+      'bench',
+      'cli',
+      'features',
+      'lib',
+      'models',
+      'policy',
+      'replay',
+      'review',
+      'schemas',
+      'scorer',
+      'scripts',
+      'simulator',
+      'test',
+    ];
+    const files = dirs.flatMap((d) =>
+      readdirSync(join(root, d), { recursive: true, encoding: 'utf8' })
+        .filter((f) => /\.(ts|mjs)$/.test(f))
+        .map((f) => join(root, d, f)),
+    );
+    const read = new Set<string>();
+    for (const f of files)
+      for (const m of readFileSync(f, 'utf8').matchAll(/process\.env\.([A-Z][A-Z0-9_]+)/g)) read.add(m[1]!);
+    expect(read.size).toBeGreaterThan(5);
+    const missing = [...read].filter((v) => !readme.includes(`\`${v}\``) && v !== 'CI');
+    expect(missing).toEqual([]);
   });
 
   it('gives the two commands for a fresh machine', () => {
