@@ -17,7 +17,12 @@ import { createSilentLogger } from '../lib/logger.js';
 import { projectRoot } from '../lib/paths.js';
 import { clearNamespace } from '../replay/index.js';
 import { createSchemas, RecordNames, type Decision } from '../schemas/index.js';
-import { ensureTopics, startScoringService } from '../scorer/index.js';
+import {
+  ensureTopics,
+  SCORER_CONSUMER_CONFIG,
+  SCORER_PRODUCER_CONFIG,
+  startScoringService,
+} from '../scorer/index.js';
 import { createSimulation } from '../simulator/index.js';
 import { writeRows, type BenchRow } from './results.js';
 
@@ -102,15 +107,10 @@ async function timeGroup(admin: Admin, groupId: string, topics: string[], total:
 
 /** The baseline: consume -> produce the same bytes -> commit, as the scorer does, doing nothing else. */
 async function passthrough(admin: Admin, topics: ReturnType<typeof topicsFor>, total: number) {
-  const producer = kafka.producer({
-    idempotent: true,
-    maxInFlightRequests: 1,
-    createPartitioner: Partitioners.DefaultPartitioner,
-    allowAutoTopicCreation: false,
-  });
+  const producer = kafka.producer({ ...SCORER_PRODUCER_CONFIG });
   await producer.connect();
   const groupId = `${run}-passthrough`;
-  const consumer = kafka.consumer({ groupId, allowAutoTopicCreation: false, maxWaitTimeInMs: 50 });
+  const consumer = kafka.consumer({ groupId, ...SCORER_CONSUMER_CONFIG });
   await consumer.connect();
   await consumer.subscribe({ topics: [topics.payments, topics.withdrawals], fromBeginning: true });
   await consumer.run({

@@ -53,6 +53,21 @@ export interface KafkaScorer {
   ready(): boolean;
 }
 
+/**
+ * How the scorer's producers write: idempotent, one request in flight (order kept across retries),
+ * the default partitioner (key = account_id), never creating topics. Shared with the inline/label
+ * producer and with the passthrough baseline of bench/stream.ts, which must write the same way.
+ */
+export const SCORER_PRODUCER_CONFIG = Object.freeze({
+  idempotent: true,
+  maxInFlightRequests: 1,
+  createPartitioner: Partitioners.DefaultPartitioner,
+  allowAutoTopicCreation: false,
+});
+
+/** How the scorer's consumer reads (plus its groupId); the passthrough baseline reads the same way. */
+export const SCORER_CONSUMER_CONFIG = Object.freeze({ allowAutoTopicCreation: false, maxWaitTimeInMs: 50 });
+
 /** Headers on a dead-letter record: why it failed and where it came from. */
 export const DeadLetterHeaders = {
   code: 'fs-error-code',
@@ -202,18 +217,9 @@ export function createKafkaScorer(opts: KafkaScorerOptions): KafkaScorer {
 
   return {
     async start() {
-      producer = kafka.producer({
-        idempotent: true,
-        maxInFlightRequests: 1,
-        createPartitioner: Partitioners.DefaultPartitioner,
-        allowAutoTopicCreation: false,
-      });
+      producer = kafka.producer({ ...SCORER_PRODUCER_CONFIG });
       await producer.connect();
-      consumer = kafka.consumer({
-        groupId: opts.groupId,
-        allowAutoTopicCreation: false,
-        maxWaitTimeInMs: 50,
-      });
+      consumer = kafka.consumer({ groupId: opts.groupId, ...SCORER_CONSUMER_CONFIG });
       consumer.on(consumer.events.GROUP_JOIN, (e) => {
         joined = true;
         crashed = false;

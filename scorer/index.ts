@@ -7,6 +7,8 @@ export {
 export {
   createKafkaScorer,
   DeadLetterHeaders,
+  SCORER_CONSUMER_CONFIG,
+  SCORER_PRODUCER_CONFIG,
   type KafkaScorer,
   type KafkaScorerOptions,
   type Topics,

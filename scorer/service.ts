@@ -1,4 +1,4 @@
-import { Kafka, Partitioners, logLevel, type LogEntry } from 'kafkajs';
+import { Kafka, logLevel, type LogEntry } from 'kafkajs';
 import type { FastifyInstance } from 'fastify';
 import { Counter, Histogram, type Registry } from 'prom-client';
 import { Redis } from 'ioredis';
@@ -12,7 +12,7 @@ import { createCaseStore, createReviewApi, createReviewConsumer, webRoot } from 
 import { createApiMetrics } from './api-metrics.js';
 import { createInlineScorer } from './inline.js';
 import { createSchemas } from '../schemas/index.js';
-import { createKafkaScorer, type Topics } from './consumer.js';
+import { createKafkaScorer, SCORER_PRODUCER_CONFIG, type Topics } from './consumer.js';
 import { createDecisionEngine } from './engine.js';
 import { createHttpServer, type ApiKey } from './http.js';
 import { createScorerMetrics } from './metrics.js';
@@ -214,12 +214,7 @@ export async function startScoringService(
     return next;
   };
   // One producer for inline decisions and analyst labels (the Kafka scorer has its own).
-  const producer = kafka.producer({
-    idempotent: true,
-    maxInFlightRequests: 1,
-    createPartitioner: Partitioners.DefaultPartitioner,
-    allowAutoTopicCreation: false,
-  });
+  const producer = kafka.producer({ ...SCORER_PRODUCER_CONFIG });
   await producer.connect();
   const inline = createInlineScorer({
     engine,
