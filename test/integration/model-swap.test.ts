@@ -1,5 +1,4 @@
-import type { Admin, Producer } from 'kafkajs';
-import { Partitioners } from 'kafkajs';
+import type { Producer } from 'kafkajs';
 import type { Redis } from 'ioredis';
 import { spawn } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -12,14 +11,14 @@ import { projectRoot } from '../../lib/paths.js';
 import type { ModelManifest } from '../../models/index.js';
 import { clearNamespace } from '../../replay/index.js';
 import { createSchemas, RecordNames, type Decision } from '../../schemas/index.js';
-import { ensureTopics, startScoringService, type ScoringService } from '../../scorer/index.js';
+import { startScoringService, type ScoringService } from '../../scorer/index.js';
 import { createSimulation, type SimEvent } from '../../simulator/index.js';
 import {
   BROKERS,
-  kafka,
+  openRun,
   readTopic,
-  redis,
   REDIS_URL,
+  type RunStack,
   testServiceConfig,
   testTopics,
   uniq,
@@ -55,19 +54,15 @@ async function readDecisions(): Promise<Decision[]> {
 }
 
 describe('model hot swap on the real Kafka scorer', () => {
-  let admin: Admin;
   let producer: Producer;
   let r: Redis;
+  let stack: RunStack;
   let service: ScoringService | undefined;
   const events: SimEvent[] = [];
 
   beforeAll(async () => {
-    admin = kafka().admin();
-    await admin.connect();
-    await ensureTopics(admin, Object.values(topics), 3);
-    producer = kafka().producer({ createPartitioner: Partitioners.DefaultPartitioner });
-    await producer.connect();
-    r = await redis();
+    stack = await openRun(run);
+    ({ producer, redis: r } = stack);
     const sim = createSimulation({
       seed: 9,
       accounts: 200,
@@ -83,11 +78,7 @@ describe('model hot swap on the real Kafka scorer', () => {
 
   afterAll(async () => {
     await service?.stop();
-    await producer.disconnect();
-    await admin.deleteTopics({ topics: Object.values(topics) }).catch(() => undefined);
-    await admin.disconnect();
-    await clearNamespace(r, run);
-    r.disconnect();
+    await stack.close();
   });
 
   it('swaps while events flow: every event decided exactly once, each by one model, with the challenger beside it', async () => {

@@ -1,14 +1,11 @@
 import { existsSync } from 'node:fs';
-import type { Admin } from 'kafkajs';
-import type { Redis } from 'ioredis';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSilentLogger } from '../../lib/logger.js';
-import { clearNamespace } from '../../replay/index.js';
 import { createSchemas, RecordNames, type Decision, type Label } from '../../schemas/index.js';
-import { ensureTopics, startScoringService, type ScoringService } from '../../scorer/index.js';
+import { startScoringService, type ScoringService } from '../../scorer/index.js';
 import { samplePayment } from '../fixtures.js';
-import { kafka, redis, testServiceConfig, testTopics, uniq } from './stack.js';
+import { openRun, type RunStack, testServiceConfig, testTopics, uniq } from './stack.js';
 import { collect, manifestWithNorms, until, writePolicy } from './helpers-review.js';
 
 /** Debian's chromium (.ci/run installs it when missing). */
@@ -19,17 +16,13 @@ const topics = testTopics(run);
 const KEY = 'browser-test-analyst-key';
 
 describe('the analyst page in headless Chromium, on the real stack', () => {
-  let admin: Admin;
-  let r: Redis;
+  let stack: RunStack;
   let service: ScoringService;
   let browser: Browser;
 
   beforeAll(async () => {
     if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium`);
-    admin = kafka().admin();
-    await admin.connect();
-    await ensureTopics(admin, Object.values(topics), 3);
-    r = await redis();
+    stack = await openRun(run);
     service = await startScoringService(
       testServiceConfig(run, {
         modelManifest: manifestWithNorms(),
@@ -49,10 +42,7 @@ describe('the analyst page in headless Chromium, on the real stack', () => {
   afterAll(async () => {
     await browser?.close();
     await service?.stop();
-    await admin.deleteTopics({ topics: Object.values(topics) }).catch(() => undefined);
-    await admin.disconnect();
-    await clearNamespace(r, run);
-    r.disconnect();
+    await stack.close();
   });
 
   it('open the page, claim a case, resolve it, and the Label arrives on the labels topic', async () => {

@@ -1,12 +1,10 @@
-import { Partitioners, type Admin, type Producer } from 'kafkajs';
-import type { Redis } from 'ioredis';
+import { type Producer } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSilentLogger } from '../../lib/logger.js';
-import { clearNamespace } from '../../replay/index.js';
 import { createSchemas, RecordNames, type Decision, type Label } from '../../schemas/index.js';
-import { ensureTopics, startScoringService, type ScoringService } from '../../scorer/index.js';
+import { startScoringService, type ScoringService } from '../../scorer/index.js';
 import { samplePayment } from '../fixtures.js';
-import { kafka, redis, testServiceConfig, testTopics, uniq } from './stack.js';
+import { openRun, type RunStack, testServiceConfig, testTopics, uniq } from './stack.js';
 import { collect, manifestWithNorms, until, writePolicy } from './helpers-review.js';
 
 const schemas = createSchemas();
@@ -21,9 +19,8 @@ let skew = 0;
 const clock = { now: () => Date.now() + skew, monoMicros: () => process.hrtime.bigint() / 1000n };
 
 describe('inline scoring and the review API, on the real stack', () => {
-  let admin: Admin;
   let producer: Producer;
-  let r: Redis;
+  let stack: RunStack;
   let service: ScoringService;
   let url: string;
   const now = Date.now();
@@ -49,12 +46,8 @@ describe('inline scoring and the review API, on the real stack', () => {
   };
 
   beforeAll(async () => {
-    admin = kafka().admin();
-    await admin.connect();
-    await ensureTopics(admin, Object.values(topics), 3);
-    producer = kafka().producer({ createPartitioner: Partitioners.DefaultPartitioner });
-    await producer.connect();
-    r = await redis();
+    stack = await openRun(run);
+    ({ producer } = stack);
     service = await startScoringService(
       testServiceConfig(run, {
         modelManifest: manifestWithNorms(),
@@ -82,11 +75,7 @@ describe('inline scoring and the review API, on the real stack', () => {
 
   afterAll(async () => {
     await service?.stop();
-    await producer.disconnect();
-    await admin.deleteTopics({ topics: Object.values(topics) }).catch(() => undefined);
-    await admin.disconnect();
-    await clearNamespace(r, run);
-    r.disconnect();
+    await stack.close();
   });
 
   it('POST /v1/score decides with the policy, reasons and feature reasons, and publishes the decision', async () => {

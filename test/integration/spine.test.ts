@@ -1,5 +1,4 @@
 import type { Admin, Producer } from 'kafkajs';
-import { Partitioners } from 'kafkajs';
 import type { Redis } from 'ioredis';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
@@ -8,20 +7,15 @@ import { createSilentLogger } from '../../lib/logger.js';
 import { projectRoot } from '../../lib/paths.js';
 import { clearNamespace } from '../../replay/index.js';
 import { createSchemas, RecordNames, type Decision } from '../../schemas/index.js';
-import {
-  DeadLetterHeaders,
-  ensureTopics,
-  startScoringService,
-  type ScoringService,
-} from '../../scorer/index.js';
+import { DeadLetterHeaders, startScoringService, type ScoringService } from '../../scorer/index.js';
 import { createSimulation, type SimEvent } from '../../simulator/index.js';
 import { FEATURE_NAMES } from '../../features/index.js';
 import {
   BROKERS,
-  kafka,
+  openRun,
   readTopic,
-  redis,
   REDIS_URL,
+  type RunStack,
   testServiceConfig,
   testTopics,
   uniq,
@@ -44,16 +38,13 @@ describe('the spine: Avro events on Kafka -> decisions, on the real stack', () =
   let admin: Admin;
   let producer: Producer;
   let r: Redis;
+  let stack: RunStack;
   let service: ScoringService | undefined;
   const events: SimEvent[] = [];
 
   beforeAll(async () => {
-    admin = kafka().admin();
-    await admin.connect();
-    await ensureTopics(admin, Object.values(topics), 3);
-    producer = kafka().producer({ createPartitioner: Partitioners.DefaultPartitioner });
-    await producer.connect();
-    r = await redis();
+    stack = await openRun(run);
+    ({ admin, producer, redis: r } = stack);
     // A real slice of simulated history, with both event types.
     const sim = createSimulation({
       seed: 5,
@@ -79,11 +70,7 @@ describe('the spine: Avro events on Kafka -> decisions, on the real stack', () =
 
   afterAll(async () => {
     await service?.stop();
-    await producer.disconnect();
-    await admin.deleteTopics({ topics: Object.values(topics) }).catch(() => undefined);
-    await admin.disconnect();
-    await clearNamespace(r, run);
-    r.disconnect();
+    await stack.close();
   });
 
   it('N records with one malformed give exactly N-1 decisions and exactly one dead letter', async () => {

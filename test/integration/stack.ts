@@ -1,9 +1,18 @@
 import { randomBytes } from 'node:crypto';
-import { Kafka, logLevel, type Consumer, type IHeaders } from 'kafkajs';
+import {
+  Kafka,
+  logLevel,
+  Partitioners,
+  type Admin,
+  type Consumer,
+  type IHeaders,
+  type Producer,
+} from 'kafkajs';
 import { Redis } from 'ioredis';
 import { join } from 'node:path';
 import { projectRoot } from '../../lib/paths.js';
-import type { ScoringServiceConfig, Topics } from '../../scorer/index.js';
+import { clearNamespace } from '../../replay/index.js';
+import { ensureTopics, type ScoringServiceConfig, type Topics } from '../../scorer/index.js';
 
 /** The stack that scripts/stack.sh starts (make test starts it); each test names its own topics and keys. */
 export const BROKERS = (
@@ -150,5 +159,36 @@ export function testServiceConfig(
     includeFeatures: true,
     http: { host: '127.0.0.1', port: 0 },
     ...over,
+  };
+}
+
+/** What a test run holds on the stack: its topics created, a producer, a Redis; close() undoes it. */
+export interface RunStack {
+  admin: Admin;
+  producer: Producer;
+  redis: Redis;
+  /** Disconnects, deletes the run's topics and its Redis keys (`<run>:*`). */
+  close(): Promise<void>;
+}
+
+export async function openRun(run: string): Promise<RunStack> {
+  const topics = Object.values(testTopics(run));
+  const admin = kafka().admin();
+  await admin.connect();
+  await ensureTopics(admin, topics, 3);
+  const producer = kafka().producer({ createPartitioner: Partitioners.DefaultPartitioner });
+  await producer.connect();
+  const r = await redis();
+  return {
+    admin,
+    producer,
+    redis: r,
+    async close() {
+      await producer.disconnect();
+      await admin.deleteTopics({ topics }).catch(() => undefined);
+      await admin.disconnect();
+      await clearNamespace(r, run);
+      r.disconnect();
+    },
   };
 }
