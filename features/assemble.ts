@@ -1,15 +1,7 @@
 import type { ScoringEvent } from '../schemas/index.js';
-import {
-  DIMENSIONS,
-  ENTITIES,
-  FEATURE_NAMES,
-  LABEL_WINDOW_INDEX,
-  NO_PREVIOUS_EVENT_S,
-  WINDOWS,
-  type EntityDef,
-} from './spec.js';
+import { DIMENSIONS, ENTITIES, FEATURE_NAMES, LABEL_WINDOW_INDEX, NO_PREVIOUS_EVENT_S } from './spec.js';
 
-/** What the store knows about one entity just before an event: entity.lua's reply, parsed. */
+/** What one entity contributes to an event's features, read just before the event (features/core.ts). */
 export interface EntityRaw {
   duplicate: boolean;
   late: boolean;
@@ -48,33 +40,6 @@ export function entityIds(ev: ScoringEvent): (string | null)[] {
         return ev.type === 'WITHDRAWAL' ? nz(ev.event.destination_id) : null;
     }
   });
-}
-
-/** Reads entity.lua's reply values (from index `start`) for an entity of the given role. */
-export function parseEntityValues(
-  role: EntityDef['role'],
-  duplicate: boolean,
-  late: boolean,
-  v: readonly (number | string)[],
-  start = 0,
-): EntityRaw {
-  let i = start;
-  const num = () => Number(v[i++]);
-  const raw: EntityRaw = { duplicate, late, sinceMs: num(), windows: [] };
-  for (let w = 0; w < WINDOWS.length; w++) raw.windows.push([num(), num(), num()]);
-  if (role === 'a') {
-    raw.q30 = num();
-    raw.distinct24 = DIMENSIONS.map(() => num());
-    raw.distinct30 = DIMENSIONS.map(() => num());
-    raw.firstSeen = [num(), num(), num()];
-    const lat = v[i++] as string;
-    const lon = v[i++] as string;
-    const t = v[i++] as string;
-    raw.prevLocation = lat ? { lat: Number(lat), lon: Number(lon), t: Number(t) } : null;
-  } else if (role === 'l') {
-    raw.fraud = [num(), num(), num()];
-  }
-  return raw;
 }
 
 const R_KM = 6371.0088;

@@ -1,22 +1,27 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { Cluster, type Redis, type Result } from 'ioredis';
-import { fail } from '../lib/errors.js';
-import { projectRoot } from '../lib/paths.js';
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { Cluster, type Redis } from 'ioredis';
+import { fail, FraudstreamError } from '../lib/errors.js';
 import type { Label, ScoringEvent } from '../schemas/index.js';
-import { assembleRow, entityIds, parseEntityValues, type EntityRaw } from './assemble.js';
-import { ENTITIES, FEATURE_NAMES, specHash } from './spec.js';
+import { assembleRow, entityIds, type EntityRaw } from './assemble.js';
+import {
+  applyEvent,
+  applyFraudLabel,
+  decodeState,
+  encodeState,
+  keepMs,
+  newState,
+  rememberId,
+  seenBefore,
+  type EngineLimits,
+  type EntityState,
+} from './core.js';
+import { ENTITIES, FEATURE_NAMES, specHash, type EntityDef } from './spec.js';
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
 
-declare module 'ioredis' {
-  interface RedisCommander<Context> {
-    fsEntity(base: string, ...argv: (string | number)[]): Result<(number | string)[], Context>;
-    fsLabelLookup(accountBase: string, eventId: string): Result<string | null, Context>;
-    fsLabelApply(entityBase: string, labelledAt: number, latenessMs: number): Result<number, Context>;
-  }
-}
+export type WriteMode = 'through' | 'behind';
 
 export interface FeatureEngineOptions {
   redis: Redis | Cluster;
@@ -24,10 +29,23 @@ export interface FeatureEngineOptions {
   prefix?: string;
   /** How late (event time, behind the entity's newest event) an event may be and still update. Default 24 h. */
   allowedLatenessMs?: number;
-  /** How long (event time) a repeated event_id is recognised. Default 7 days. */
+  /** How long (the account's event time) a repeated event_id is recognised. Default 7 days. */
   dedupeHorizonMs?: number;
   /** How long after an event a label for it can still be applied. Default 90 days. */
   labelHorizonMs?: number;
+  /**
+   * `through` (default): every computeBatch/applyLabels writes what it changed (entity states, dedupe
+   * and label-lookup records) to Redis in one atomic MULTI before it resolves — what the live scorer
+   * needs, so a crash loses nothing that was decided. `behind`: states are written back on flush()
+   * and close(); dedupe and label-lookup records stay in this process (replay: one pass, one owner).
+   */
+  writeMode?: WriteMode;
+  /** The namespace is known to be empty (replay clears it first): nothing is read back from Redis. */
+  fresh?: boolean;
+  /** Entity states kept in this process (least recently used are dropped first). Default 200,000. */
+  maxCachedEntities?: number;
+  /** How long the namespace lease lasts without renewal (ms). Default 10 s; renewed every third of it. */
+  leaseMs?: number;
 }
 
 export interface FeatureBatch {
@@ -46,139 +64,465 @@ export interface FeatureEngine {
   readonly specHash: string;
   readonly cols: number;
   readonly prefix: string;
+  readonly writeMode: WriteMode;
   /**
-   * Features of each event from the history before it, then adds it: one EVALSHA per entity of each
-   * event, all pipelined into one round trip (on a cluster, one per master, in parallel).
+   * Features of each event from the history before it, then adds it. Entity states are computed in
+   * this process (features/core.ts) from a cache of Redis; entities not cached are read in one
+   * pipelined round trip, and (write-through) the changes go back in one MULTI: a warm batch is one
+   * round trip.
    */
   computeBatch(events: readonly ScoringEvent[]): Promise<FeatureBatch>;
   /** Counts confirmed-fraud labels on the labelled events' merchant, device and destination. */
   applyLabels(labels: readonly Label[]): Promise<{ applied: number }>;
+  /** Writes every change not yet in Redis; resolves when Redis has it. */
+  flush(): Promise<void>;
+  /**
+   * Flushes (unless `flush: false`: the caller is about to delete the namespace), then gives up the
+   * namespace lease.
+   */
+  close(opts?: { flush?: boolean }): Promise<void>;
+  /** Counters for metrics and benchmarks. */
+  stats(): { cached: number; reads: number; writes: number; roundTrips: number };
 }
 
-const lua = (file: string) => readFileSync(join(projectRoot(), 'features', file), 'utf8');
-const ENTITY_LUA = lua('entity.lua');
-const LABEL_LOOKUP_LUA = lua('label.lua');
-const LABEL_APPLY_LUA = lua('label_apply.lua');
+/** One write of a flush: an entity state, a dedupe row, a label-lookup record, or a consumed lookup. */
+type Op =
+  | ['state', string, string, number]
+  | ['row', string, Buffer, number]
+  | ['lbl', string, string, number]
+  | ['del', string];
 
-function defineCommands(redis: Redis | Cluster): void {
-  if (typeof (redis as { fsEntity?: unknown }).fsEntity === 'function') return;
-  redis.defineCommand('fsEntity', { numberOfKeys: 1, lua: ENTITY_LUA });
-  redis.defineCommand('fsLabelLookup', { numberOfKeys: 1, lua: LABEL_LOOKUP_LUA });
-  redis.defineCommand('fsLabelApply', { numberOfKeys: 1, lua: LABEL_APPLY_LUA });
-}
+const RENEW_LUA = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0`;
+const RELEASE_LUA = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
 
-type Call = [base: string, ...argv: (string | number)[]];
-
-/** Sends the calls in one round trip: a pipeline on one Redis; auto-pipelined per node on a cluster. */
-async function run<T>(
-  redis: Redis | Cluster,
-  calls: Call[],
-  send: (target: Redis | Cluster | ReturnType<Redis['pipeline']>, c: Call) => unknown,
-): Promise<T[]> {
-  if (calls.length === 0) return [];
-  if (redis instanceof Cluster) {
-    try {
-      return (await Promise.all(calls.map((c) => send(redis, c)))) as T[];
-    } catch (e) {
-      fail('FEATURE_STORE', (e as Error).message, undefined, e);
-    }
-  }
-  const pipe = redis.pipeline();
-  for (const c of calls) send(pipe, c);
-  const res = await pipe.exec();
-  if (!res) fail('FEATURE_STORE', 'pipeline returned nothing');
-  return res.map(([err, v]) => {
-    if (err) fail('FEATURE_STORE', err.message, undefined, err);
-    return v as T;
-  });
+function storeError(e: unknown): never {
+  if (e instanceof FraudstreamError) throw e;
+  fail('FEATURE_STORE', (e as Error).message, undefined, e);
 }
 
 export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
   const prefix = opts.prefix ?? 'fs:';
   if (/[{}]/.test(prefix))
     fail('BAD_CONFIG', `feature key prefix ${JSON.stringify(prefix)} must not contain braces`);
-  const lateness = opts.allowedLatenessMs ?? DAY;
-  const dedupe = opts.dedupeHorizonMs ?? 7 * DAY;
+  const lim: EngineLimits = {
+    allowedLatenessMs: opts.allowedLatenessMs ?? DAY,
+    dedupeHorizonMs: opts.dedupeHorizonMs ?? 7 * DAY,
+  };
+  const lateness = lim.allowedLatenessMs;
   const labelHorizon = opts.labelHorizonMs ?? 90 * DAY;
+  const keep = keepMs(lateness);
+  const mode: WriteMode = opts.writeMode ?? 'through';
+  const maxCached = opts.maxCachedEntities ?? 200_000;
+  const leaseMs = opts.leaseMs ?? 10_000;
   const redis = opts.redis;
-  defineCommands(redis);
+  const isCluster = redis instanceof Cluster;
   const cols = FEATURE_NAMES.length;
   const base = (k: number, id: string) => `${prefix}{${ENTITIES[k]!.tag}:${id}}`;
+  type Role = EntityDef['role'];
+
+  const cache = new Map<string, EntityState>();
+  let fresh = opts.fresh ?? false;
+  /** Entity keys changed since the last flush. */
+  const dirty = new Set<string>();
+  /** Dedupe rows (late flag + the row) and label-lookup records not yet written (write-through), or held (behind). */
+  const rows = new Map<string, Buffer>();
+  const lbl = new Map<string, string>();
+  /** Behind: label-lookup records in insertion (event) order with their event time, for pruning. */
+  const lblTime = new Map<string, number>();
+  const lblDeletes = new Set<string>();
+  let watermark = 0;
+  const counters = { reads: 0, writes: 0, roundTrips: 0 };
+
+  // --- Namespace lease: one writer per namespace, because the states are computed here. -------------
+  const owner = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
+  const leaseKey = `${prefix}owner`;
+  let leased: Promise<void> | null = null;
+  let renewTimer: NodeJS.Timeout | null = null;
+  let lost: string | null = null;
+
+  async function acquire(): Promise<void> {
+    const deadline = Date.now() + leaseMs + 2000;
+    for (;;) {
+      const ok = await redis.set(leaseKey, owner, 'PX', leaseMs, 'NX');
+      if (ok === 'OK') break;
+      const holder = await redis.get(leaseKey);
+      if (holder === owner) break;
+      // A crashed owner's lease runs out by itself; a live one keeps renewing it.
+      if (Date.now() > deadline)
+        fail(
+          'FEATURE_STORE',
+          `the feature namespace ${JSON.stringify(prefix)} is in use by ${holder ?? 'another process'}: ` +
+            `one process computes a namespace's features (give each scorer or replay its own prefix)`,
+        );
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    renewTimer = setInterval(
+      () => {
+        void (redis.eval(RENEW_LUA, 1, leaseKey, owner, leaseMs) as Promise<number>).then(
+          (n) => {
+            if (Number(n) !== 1)
+              lost = `the lease on ${JSON.stringify(prefix)} was lost (held by someone else)`;
+          },
+          () => undefined, // Redis unreachable: the next renewal or write will tell.
+        );
+      },
+      Math.max(100, Math.floor(leaseMs / 3)),
+    );
+    renewTimer.unref();
+  }
+
+  const ready = () => {
+    if (lost) fail('FEATURE_STORE', lost);
+    leased ??= acquire().catch((e) => {
+      leased = null;
+      storeError(e);
+    });
+    return leased;
+  };
+
+  // --- Redis I/O: one round trip per call. ---------------------------------------------------------
+  async function readStates(keys: string[]): Promise<(string | null)[]> {
+    counters.reads += keys.length;
+    counters.roundTrips++;
+    try {
+      if (isCluster) return await Promise.all(keys.map((k) => redis.get(`${k}:s`)));
+      return await (redis as Redis).mget(keys.map((k) => `${k}:s`));
+    } catch (e) {
+      storeError(e);
+    }
+  }
+
+  async function readBuffers(keys: string[]): Promise<(Buffer | null)[]> {
+    counters.reads += keys.length;
+    counters.roundTrips++;
+    try {
+      if (isCluster) return await Promise.all(keys.map((k) => redis.getBuffer(k)));
+      return await (redis as Redis).mgetBuffer(keys);
+    } catch (e) {
+      storeError(e);
+    }
+  }
+
+  async function write(ops: Op[]): Promise<void> {
+    if (!ops.length) return;
+    counters.writes += ops.length;
+    counters.roundTrips++;
+    try {
+      if (isCluster) {
+        // Auto-pipelined per master, in parallel; a cluster has no MULTI across slots.
+        await Promise.all(
+          ops.map((o) => (o[0] === 'del' ? redis.del(o[1]) : redis.set(o[1], o[2], 'PX', o[3]))),
+        );
+        return;
+      }
+      const m = (redis as Redis).multi();
+      for (const o of ops) {
+        if (o[0] === 'del') m.del(o[1]);
+        else m.set(o[1], o[2], 'PX', o[3]);
+      }
+      const res = await m.exec();
+      if (!res) fail('FEATURE_STORE', 'MULTI was discarded');
+      for (const [err] of res) if (err) storeError(err);
+    } catch (e) {
+      storeError(e);
+    }
+  }
+
+  /** Loads the states of the given entity keys that are not cached. */
+  const loading = new Map<string, Promise<void>>();
+  async function load(keys: Map<string, Role>): Promise<void> {
+    const missing: string[] = [];
+    const waits: Promise<void>[] = [];
+    for (const k of keys.keys()) {
+      if (cache.has(k)) continue;
+      const p = loading.get(k);
+      if (p) waits.push(p);
+      else missing.push(k);
+    }
+    const roleOf = (k: string) => keys.get(k)!;
+    if (missing.length) {
+      if (fresh) {
+        for (const k of missing) cache.set(k, newState(roleOf(k)));
+      } else {
+        const p = readStates(missing).then((vals) => {
+          vals.forEach((v, i) => {
+            const k = missing[i]!;
+            if (cache.has(k)) return;
+            try {
+              cache.set(k, v ? decodeState(v, roleOf(k)) : newState(roleOf(k)));
+            } catch (e) {
+              fail('FEATURE_STORE', `${k}:s: ${(e as Error).message}`);
+            }
+          });
+        });
+        for (const k of missing) loading.set(k, p);
+        try {
+          await p;
+        } finally {
+          for (const k of missing) loading.delete(k);
+        }
+      }
+    }
+    if (waits.length) await Promise.all(waits);
+  }
+
+  function touch(key: string): EntityState {
+    const s = cache.get(key)!;
+    // Least recently used last out: re-insert at the end.
+    cache.delete(key);
+    cache.set(key, s);
+    return s;
+  }
+
+  // --- Flushing. -------------------------------------------------------------------------------
+  let lastFlush: Promise<void> = Promise.resolve();
+  function takeOps(): Op[] {
+    const ops: Op[] = [];
+    for (const k of dirty) {
+      const s = cache.get(k);
+      if (s) ops.push(['state', `${k}:s`, encodeState(s), keep]);
+    }
+    dirty.clear();
+    if (mode === 'through') {
+      for (const [k, v] of rows) ops.push(['row', k, v, lim.dedupeHorizonMs]);
+      for (const [k, v] of lbl) ops.push(['lbl', k, v, labelHorizon]);
+      for (const k of lblDeletes) ops.push(['del', k]);
+      rows.clear();
+      lbl.clear();
+      lblDeletes.clear();
+    }
+    return ops;
+  }
+  function flush(): Promise<void> {
+    const ops = takeOps();
+    if (!ops.length) return lastFlush;
+    const before = lastFlush;
+    const p = write(ops).then(
+      () => before,
+      (e: unknown) => {
+        // Not in Redis: keep it all to write with the next flush (states are the cached ones).
+        for (const o of ops) {
+          if (o[0] === 'del') lblDeletes.add(o[1]);
+          else if (o[0] === 'state') dirty.add(o[1].slice(0, -2));
+          else if (o[0] === 'row') {
+            if (!rows.has(o[1])) rows.set(o[1], o[2]);
+          } else if (!lbl.has(o[1]) && !lblDeletes.has(o[1])) lbl.set(o[1], o[2]);
+        }
+        throw e;
+      },
+    );
+    lastFlush = p.catch(() => undefined);
+    return p;
+  }
+
+  /** Keeps the cache within its bound: flushes, then drops the least recently used states. */
+  async function trim(): Promise<void> {
+    if (cache.size <= maxCached) return;
+    if (dirty.size) await flush();
+    // States written out can be read back; after this the namespace is no longer known to be empty.
+    fresh = false;
+    for (const k of cache.keys()) {
+      if (cache.size <= maxCached * 0.9) break;
+      if (!dirty.has(k)) cache.delete(k);
+    }
+  }
+
+  /** Behind: label lookups older than the label horizon can never be used again. */
+  function pruneLabelLookups() {
+    // A day of lateness as margin: labels are merged by labelled_at, the watermark is event time.
+    for (const [k, t] of lblTime) {
+      if (t >= watermark - labelHorizon - lateness) break;
+      lblTime.delete(k);
+      lbl.delete(k);
+    }
+  }
+
+  const rowKey = (acctBase: string, eventId: string) => `${acctBase}:q:${eventId}`;
+  const lblKey = (acctBase: string, eventId: string) => `${acctBase}:lbl:${eventId}`;
 
   return {
     names: FEATURE_NAMES,
     specHash: specHash(),
     cols,
     prefix,
+    writeMode: mode,
 
     async computeBatch(events) {
-      const rows = events.length;
-      const matrix = new Float32Array(rows * cols);
-      const duplicate = new Uint8Array(rows);
-      const late = new Uint8Array(rows);
-      const calls: Call[] = [];
-      const owner: [row: number, entity: number][] = [];
-      events.forEach((ev, row) => {
-        const e = ev.event;
-        const ids = entityIds(ev);
-        ids.forEach((id, k) => {
-          if (id === null) return;
-          const def = ENTITIES[k]!;
-          const argv: (string | number)[] = [
-            e.event_id,
-            e.event_time,
-            e.amount_minor,
-            lateness,
-            dedupe,
-            labelHorizon,
-            def.role,
-          ];
-          if (def.role === 'a') {
-            argv.push(ids[1] ?? '', ids[4] ?? '', ids[2] ?? '', ids[5] ?? '', e.country);
-            argv.push(e.lat ?? '', e.lon ?? '');
-          }
-          calls.push([base(k, id), ...argv]);
-          owner.push([row, k]);
+      await ready();
+      const n = events.length;
+      const matrix = new Float32Array(n * cols);
+      const duplicate = new Uint8Array(n);
+      const late = new Uint8Array(n);
+      const idsOf: (string | null)[][] = new Array(n);
+      const keysOf: (string | null)[][] = new Array(n);
+      const needed = new Map<string, Role>();
+      for (let r = 0; r < n; r++) {
+        const ids = entityIds(events[r]!);
+        idsOf[r] = ids;
+        const keys = ids.map((id, k) => {
+          if (id === null) return null;
+          const key = base(k, id);
+          needed.set(key, ENTITIES[k]!.role);
+          return key;
         });
-      });
-      const replies = await run<(number | string)[]>(redis, calls, (t, [b, ...argv]) =>
-        t.fsEntity(b, ...argv),
-      );
-      const raws: (EntityRaw | null)[][] = events.map(() => ENTITIES.map(() => null));
-      replies.forEach((reply, i) => {
-        const [row, k] = owner[i]!;
-        raws[row]![k] = parseEntityValues(ENTITIES[k]!.role, reply[0] === 1, reply[1] === 1, reply, 2);
-      });
-      events.forEach((ev, row) => {
-        const acct = raws[row]![0]!;
-        duplicate[row] = acct.duplicate ? 1 : 0;
-        late[row] = acct.late ? 1 : 0;
-        assembleRow(ev, raws[row]!, matrix, row * cols);
-      });
-      return { matrix, rows, cols, duplicate, late };
+        keysOf[r] = keys;
+      }
+      await load(needed);
+
+      // From here to the end of the loop nothing awaits: the batch is computed against one state.
+      const fetch: [row: number, key: string][] = [];
+      const raws: (EntityRaw | null)[] = new Array(ENTITIES.length);
+      for (let r = 0; r < n; r++) {
+        const ev = events[r]!;
+        const e = ev.event;
+        const ids = idsOf[r]!;
+        const keys = keysOf[r]!;
+        const acctKey = keys[0]!;
+        const acct = touch(acctKey);
+        const qk = rowKey(acctKey, e.event_id);
+        if (seenBefore(acct, e.event_id, lim)) {
+          duplicate[r] = 1;
+          const held = rows.get(qk);
+          if (held) {
+            late[r] = held[0]!;
+            matrix.set(new Float32Array(held.buffer, held.byteOffset + 4, cols), r * cols);
+          } else fetch.push([r, qk]);
+          continue;
+        }
+        if (e.event_time > watermark) watermark = e.event_time;
+        const dims = [ids[1], ids[4], ids[2], ids[5], e.country];
+        const loc = e.lat !== null && e.lon !== null ? ([e.lat, e.lon] as const) : null;
+        for (let k = 0; k < ENTITIES.length; k++) {
+          const key = keys[k];
+          if (!key) {
+            raws[k] = null;
+            continue;
+          }
+          const s = k === 0 ? acct : touch(key);
+          const role = ENTITIES[k]!.role;
+          const { raw, changed } = applyEvent(
+            s,
+            role,
+            { t: e.event_time, amount: e.amount_minor, dims: role === 'a' ? dims : undefined, loc },
+            lim,
+          );
+          raws[k] = raw;
+          if (changed) dirty.add(key);
+        }
+        const isLate = raws[0]!.late;
+        late[r] = isLate ? 1 : 0;
+        assembleRow(ev, raws, matrix, r * cols);
+        // The dedupe record: the late flag and the row, returned unchanged for a repeated event_id.
+        for (const gone of rememberId(acct, e.event_id, lim)) rows.delete(rowKey(acctKey, gone));
+        dirty.add(acctKey);
+        // 4 bytes of header keep the Float32 row aligned: [late, 0, 0, 0].
+        const rec = Buffer.allocUnsafe(4 + cols * 4);
+        rec.fill(0, 0, 4);
+        rec[0] = isLate ? 1 : 0;
+        Buffer.from(matrix.buffer, matrix.byteOffset + r * cols * 4, cols * 4).copy(rec, 4);
+        rows.set(qk, rec);
+        if (!isLate) {
+          const lk = lblKey(acctKey, e.event_id);
+          lbl.set(lk, `${ids[4] ?? ''}\t${ids[2] ?? ''}\t${ids[5] ?? ''}\t${e.event_time}`);
+          if (mode === 'behind') lblTime.set(lk, e.event_time);
+        }
+      }
+
+      if (fetch.length) {
+        const got = await readBuffers(fetch.map(([, k]) => k));
+        got.forEach((buf, i) => {
+          const [r, k] = fetch[i]!;
+          if (!buf || buf.length !== 4 + cols * 4)
+            fail('FEATURE_STORE', `the dedupe record ${k} is missing or malformed`);
+          late[r] = buf[0]!;
+          matrix.set(
+            new Float32Array(buf.buffer.slice(buf.byteOffset + 4, buf.byteOffset + buf.length)),
+            r * cols,
+          );
+        });
+      }
+      if (mode === 'through') await flush();
+      else {
+        pruneLabelLookups();
+        await trim();
+      }
+      if (mode === 'through') await trim();
+      return { matrix, rows: n, cols, duplicate, late };
     },
 
     async applyLabels(labels) {
+      await ready();
       const fraud = labels.filter((l) => l.label === 'FRAUD');
-      const found = await run<string | null>(
-        redis,
-        fraud.map((l) => [base(0, l.account_id), l.event_id]),
-        (t, [b, id]) => t.fsLabelLookup(b, id as string),
-      );
-      const calls: Call[] = [];
-      found.forEach((rec, i) => {
-        if (!rec) return;
-        const [merchant, device, destination] = rec.split('\t');
-        const at = fraud[i]!.labelled_at;
-        const targets: [number, string | undefined][] = [
+      if (!fraud.length) return { applied: 0 };
+      const keys = fraud.map((l) => lblKey(base(0, l.account_id), l.event_id));
+      // Lookups not held here (write-through keeps none after a flush) are read from Redis.
+      const unknown = [...new Set(keys.filter((k) => !lbl.has(k) && !lblDeletes.has(k)))];
+      const fetched = new Map<string, string | null>();
+      if (unknown.length && mode === 'through' && !fresh) {
+        const got = await readBuffers(unknown);
+        unknown.forEach((k, i) => fetched.set(k, got[i] ? got[i]!.toString('utf8') : null));
+      }
+      // Entities to load for the labels found.
+      const targets: [label: number, key: string][] = [];
+      const toLoad = new Map<string, Role>();
+      const found = new Map<string, string>();
+      for (let i = 0; i < fraud.length; i++) {
+        const k = keys[i]!;
+        const rec = lbl.get(k) ?? (lblDeletes.has(k) ? null : fetched.get(k)) ?? null;
+        if (rec === null || found.has(k)) continue;
+        const [merchant, device, destination, at] = rec.split('\t');
+        // A label for an event older than the label horizon changes nothing.
+        if (fraud[i]!.labelled_at - Number(at) > labelHorizon) continue;
+        found.set(k, rec);
+        for (const [e, id] of [
           [4, merchant],
           [2, device],
           [5, destination],
-        ];
-        for (const [k, id] of targets) if (id) calls.push([base(k, id), at, lateness]);
-      });
-      await run(redis, calls, (t, [b, at, l]) => t.fsLabelApply(b, at as number, l as number));
-      return { applied: found.filter(Boolean).length };
+        ] as const) {
+          if (!id) continue;
+          const key = base(e, id);
+          toLoad.set(key, ENTITIES[e]!.role);
+          targets.push([i, key]);
+        }
+      }
+      await load(toLoad);
+      // Applied once: a lookup record is consumed by the first label that finds it.
+      let applied = 0;
+      const consumed = new Set<string>();
+      for (let i = 0; i < fraud.length; i++) {
+        const k = keys[i]!;
+        if (!found.has(k) || consumed.has(k) || lblDeletes.has(k)) continue;
+        if (!lbl.has(k) && fetched.get(k) == null) continue;
+        consumed.add(k);
+        applied++;
+        lbl.delete(k);
+        lblTime.delete(k);
+        if (mode === 'through') lblDeletes.add(k);
+        for (const [li, key] of targets) {
+          if (li !== i) continue;
+          applyFraudLabel(touch(key), fraud[i]!.labelled_at, lateness);
+          dirty.add(key);
+        }
+      }
+      if (mode === 'through') await flush();
+      return { applied };
     },
+
+    flush,
+
+    async close(o) {
+      try {
+        if (o?.flush !== false) await flush();
+      } finally {
+        if (renewTimer) clearInterval(renewTimer);
+        renewTimer = null;
+        if (leased) {
+          leased = null;
+          await redis.eval(RELEASE_LUA, 1, leaseKey, owner).catch(() => undefined);
+        }
+      }
+    },
+
+    stats: () => ({ cached: cache.size, ...counters }),
   };
 }

@@ -3,6 +3,7 @@ export {
   type FeatureEngine,
   type FeatureEngineOptions,
   type FeatureBatch,
+  type WriteMode,
 } from './engine.js';
 export {
   FEATURES,
@@ -21,4 +22,4 @@ export {
   type EntityName,
   type WindowDef,
 } from './spec.js';
-export { assembleRow, entityIds, parseEntityValues, haversineKm, type EntityRaw } from './assemble.js';
+export { assembleRow, entityIds, haversineKm, type EntityRaw } from './assemble.js';

@@ -33,7 +33,7 @@ export interface WindowDef {
   buckets: number;
 }
 
-/** Must match G in features/entity.lua. */
+/** Windows and their buckets (features/core.ts reads them from here). */
 export const WINDOWS: readonly WindowDef[] = [
   { name: '1m', ms: 60_000, bucketMs: 10_000, buckets: 6 },
   { name: '10m', ms: 600_000, bucketMs: 60_000, buckets: 10 },
@@ -43,12 +43,12 @@ export const WINDOWS: readonly WindowDef[] = [
   { name: '30d', ms: 2_592_000_000, bucketMs: 86_400_000, buckets: 30 },
 ];
 
-/** Account dimensions with distinct counts; must match DIMS in features/entity.lua. */
+/** Account dimensions with distinct counts, in the order features/core.ts keeps them. */
 export const DIMENSIONS = ['instrument', 'merchant', 'device', 'destination', 'country'] as const;
 /** Windows of the distinct counts (indices into WINDOWS): 24 h and 30 d. */
 export const DISTINCT_WINDOWS = [3, 5] as const;
 export const LABEL_WINDOW_NAMES = ['1d', '7d', '30d'] as const;
-/** Indices into WINDOWS of the label windows, matching LG in entity.lua. */
+/** Indices into WINDOWS of the label windows. */
 export const LABEL_WINDOW_INDEX = [3, 4, 5] as const;
 
 /** `*_since_last_s` when the entity has no earlier event; also the cap. */

@@ -179,7 +179,14 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayResult> {
   const cleared = await clearNamespace(opts.redis, opts.namespace);
   logger.info({ namespace: opts.namespace, cleared }, 'replay namespace cleared');
 
-  const features = createFeatureEngine({ redis: opts.redis, prefix: `${opts.namespace}:` });
+  // Replay owns its namespace and has just cleared it: the states live in this process (write-behind)
+  // and nothing needs reading back. The arithmetic is the scorer's (features/core.ts).
+  const features = createFeatureEngine({
+    redis: opts.redis,
+    prefix: `${opts.namespace}:`,
+    writeMode: 'behind',
+    fresh: true,
+  });
   const champ = opts.champion;
   const engine = champ
     ? createDecisionEngine({
@@ -333,9 +340,11 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayResult> {
     await featOut?.close().catch(() => undefined);
     decStage?.abort();
     featStage?.abort();
+    await features.close({ flush: false }).catch(() => undefined);
     await clearNamespace(opts.redis, opts.namespace);
     throw e;
   }
+  await features.close({ flush: false });
   decStage?.commit();
   featStage?.commit();
   const seconds = (performance.now() - started) / 1000;

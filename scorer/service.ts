@@ -286,6 +286,7 @@ export async function startScoringService(
         await producer.disconnect();
         await model.close();
         await challenger?.close();
+        await features.close();
         await redis.quit();
       })();
       return stopping;

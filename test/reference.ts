@@ -1,9 +1,11 @@
 /**
  * The feature semantics of docs/features.md, the slow and obvious way: plain arrays, no Redis, no
  * buckets stored. Used only by tests, which compare it with the Redis engine on random streams.
- * Assumes streams shorter (in wall time) than the dedupe horizon, a Redis TTL. The account's
+ * Dedupe is by account: a repeated event_id is recognised while the account's newest event time has
+ * moved less than the dedupe horizon past the newest time when it was first seen. The account's
  * dimension values are forgotten as docs/features.md says: 31 days plus the lateness after their
- * latest use, behind the newest event.
+ * latest use, behind the newest event. A label applies when labelled_at is within the label horizon
+ * of the event's time.
  */
 import {
   assembleRow,
@@ -27,11 +29,12 @@ interface Added {
 interface EntityState {
   added: Added[];
   maxT: number | undefined;
-  seen: Map<string, EntityRaw>;
+  /** account: event_id -> the first appearance's values of every entity, and the account's newest time then. */
+  seen: Map<string, { at: number; raws: (EntityRaw | null)[] }>;
   dims: Map<string, number>[];
   prevLocation: { lat: number; lon: number; t: number } | null;
   /** account: event_id -> [merchant, device, destination] for label application. */
-  lbl: Map<string, [string, string, string]>;
+  lbl: Map<string, [string, string, string, number]>;
   /** Label buckets per label window (index into LABEL_WINDOW_INDEX), mirroring label_apply.lua. */
   labelBuckets: Map<number, number>[];
 }
@@ -40,10 +43,14 @@ const floor = Math.floor;
 
 export interface ReferenceOptions {
   allowedLatenessMs: number;
+  dedupeHorizonMs?: number;
+  labelHorizonMs?: number;
 }
 
 export function createReferenceEngine(opts: ReferenceOptions) {
   const lateness = opts.allowedLatenessMs;
+  const dedupeHorizon = opts.dedupeHorizonMs ?? 7 * DAY;
+  const labelHorizon = opts.labelHorizonMs ?? 90 * DAY;
   const states = new Map<string, EntityState>();
   const state = (k: number, id: string): EntityState => {
     const key = `${ENTITIES[k]!.tag}:${id}`;
@@ -67,8 +74,6 @@ export function createReferenceEngine(opts: ReferenceOptions) {
     const e = ev.event;
     const def = ENTITIES[k]!;
     const s = state(k, ids[k]!);
-    const prev = s.seen.get(e.event_id);
-    if (prev) return { ...prev, duplicate: true };
     const t = e.event_time;
     const late = s.maxT !== undefined && t < s.maxT - lateness;
     const newMax = s.maxT !== undefined && s.maxT > t ? s.maxT : t;
@@ -117,7 +122,7 @@ export function createReferenceEngine(opts: ReferenceOptions) {
         for (const m of s.dims) for (const [v, lt] of m) if (lt < forgetBefore) m.delete(v);
         if (e.lat !== null && e.lon !== null && (!s.prevLocation || t >= s.prevLocation.t))
           s.prevLocation = { lat: e.lat, lon: e.lon, t };
-        s.lbl.set(e.event_id, [ids[4] ?? '', ids[2] ?? '', ids[5] ?? '']);
+        s.lbl.set(e.event_id, [ids[4] ?? '', ids[2] ?? '', ids[5] ?? '', t]);
       }
     } else if (def.role === 'l') {
       raw.fraud = LABEL_WINDOW_INDEX.map((wi, j) => {
@@ -132,7 +137,6 @@ export function createReferenceEngine(opts: ReferenceOptions) {
       s.added.push({ t, amount: e.amount_minor });
       s.maxT = newMax;
     }
-    s.seen.set(e.event_id, raw);
     return raw;
   }
 
@@ -145,8 +149,16 @@ export function createReferenceEngine(opts: ReferenceOptions) {
       const late = new Uint8Array(events.length);
       events.forEach((ev, row) => {
         const ids = entityIds(ev);
+        const acct = state(0, ids[0]!);
+        const prev = acct.seen.get(ev.event.event_id);
+        if (prev && (acct.maxT ?? prev.at) - prev.at <= dedupeHorizon) {
+          duplicate[row] = 1;
+          late[row] = prev.raws[0]!.late ? 1 : 0;
+          assembleRow(ev, prev.raws, matrix, row * cols);
+          return;
+        }
         const raws = ids.map((id, k) => (id === null ? null : entity(ev, ids, k)));
-        duplicate[row] = raws[0]!.duplicate ? 1 : 0;
+        acct.seen.set(ev.event.event_id, { at: acct.maxT!, raws });
         late[row] = raws[0]!.late ? 1 : 0;
         assembleRow(ev, raws, matrix, row * cols);
       });
@@ -160,9 +172,10 @@ export function createReferenceEngine(opts: ReferenceOptions) {
         const acct = states.get(`${ENTITIES[0]!.tag}:${l.account_id}`);
         const rec = acct?.lbl.get(l.event_id);
         if (!rec) continue;
+        const [merchant, device, destination, eventTime] = rec;
+        if (l.labelled_at - eventTime > labelHorizon) continue;
         acct!.lbl.delete(l.event_id);
         applied++;
-        const [merchant, device, destination] = rec;
         for (const [k, id] of [
           [4, merchant],
           [2, device],

@@ -6,6 +6,7 @@ import {
   FEATURE_NAMES,
   NO_PREVIOUS_EVENT_S,
   type FeatureEngine,
+  type WriteMode,
 } from '../../features/index.js';
 import { clearNamespace } from '../../replay/index.js';
 import type { Label, ScoringEvent } from '../../schemas/index.js';
@@ -126,18 +127,32 @@ function expectRowsClose(got: Float32Array, want: Float32Array, context: string)
 }
 
 /** Runs the same random streams through the Redis engine and the reference; every feature must agree. */
-async function propertyAgainstReference(client: Redis | Cluster, ns: string, runs: number, scale = 1) {
+async function propertyAgainstReference(
+  client: Redis | Cluster,
+  ns: string,
+  runs: number,
+  scale = 1,
+  opts: { restartEachBatch?: boolean; writeMode?: WriteMode } = {},
+) {
   let run = 0;
   await fc.assert(
     fc.asyncProperty(streamArb(scale), async (batches) => {
       const lateness = 2 * HOUR * scale;
-      const engine = createFeatureEngine({
-        redis: client,
-        prefix: `${ns}:r${run++}:`,
-        allowedLatenessMs: lateness,
-      });
+      const prefix = `${ns}:r${run++}:`;
+      const open = () =>
+        createFeatureEngine({
+          redis: client,
+          prefix,
+          allowedLatenessMs: lateness,
+          writeMode: opts.writeMode,
+        });
+      let engine = open();
       const ref = createReferenceEngine({ allowedLatenessMs: lateness });
       for (const b of batches) {
+        if (opts.restartEachBatch) {
+          await engine.close();
+          engine = open();
+        }
         const got = await engine.computeBatch(b.events);
         const want = ref.computeBatch(b.events);
         for (const v of got.matrix) expect(Number.isFinite(v)).toBe(true);
@@ -146,6 +161,7 @@ async function propertyAgainstReference(client: Redis | Cluster, ns: string, run
         expect(Array.from(got.late)).toEqual(Array.from(want.late));
         expect(await engine.applyLabels(b.labels)).toEqual(ref.applyLabels(b.labels));
       }
+      await engine.close();
     }),
     { numRuns: runs },
   );
@@ -269,45 +285,84 @@ describe('feature engine on a real Redis', () => {
     expect(after.matrix[col('merchant_fraud_rate_1d')]).toBeCloseTo(1 / 3, 6);
   });
 
-  it('makes one round trip per batch: one pipeline, one EVALSHA per entity of each event', async () => {
+  it('reads what it has not cached in one round trip and writes each batch back in one MULTI', async () => {
     const fe = createFeatureEngine({ redis: r, prefix: `${ns}:f:` });
-    await fe.computeBatch([pay('warm', T0, 1)]); // loads the script on the connection
-    let pipelines = 0;
-    let execs = 0;
-    const orig = r.pipeline.bind(r);
-    const spy = r as unknown as { pipeline: typeof r.pipeline };
-    spy.pipeline = ((...a: Parameters<typeof r.pipeline>) => {
-      pipelines++;
-      const p = orig(...a);
-      const exec = p.exec.bind(p);
-      p.exec = ((...x: Parameters<typeof p.exec>) => (execs++, exec(...x))) as typeof p.exec;
-      return p;
-    }) as typeof r.pipeline;
-    // What the server received from us: MONITOR, filtered to this test's keys (the Redis may be shared).
+    // What the server received: MONITOR, filtered to this engine's connection (the Redis may be shared).
     const monitor = await r.monitor();
-    const evalshas: string[] = [];
+    const seen: { cmd: string; args: string[]; source: string }[] = [];
     let markerSeen = false;
-    monitor.on('monitor', (_time: string, args: string[]) => {
-      if (args[0]?.toLowerCase() === 'evalsha' && args[3]?.startsWith(`${ns}:f:`)) evalshas.push(args[3]);
+    monitor.on('monitor', (_time: string, args: string[], source: string) => {
+      seen.push({ cmd: args[0]!.toLowerCase(), args: args.slice(1), source });
       if (args[0]?.toLowerCase() === 'get' && args[1] === `${ns}:f:marker`) markerSeen = true;
     });
-    const batch = Array.from({ length: 64 }, (_, i) =>
-      pay(`rt${i}`, T0 + i * MIN, 100 + i, { device_id: `d${i}`, ip: `10.1.0.${i}` }),
-    );
+    const batch = (from: number) =>
+      Array.from({ length: 64 }, (_, i) =>
+        pay(`rt${from + i}`, T0 + (from + i) * MIN, 100 + i, { device_id: `d${i}`, ip: `10.1.0.${i}` }),
+      );
     try {
-      await fe.computeBatch(batch);
-      // MONITOR lines arrive asynchronously: a marker command sent after the batch ends the wait.
+      await fe.computeBatch(batch(0));
+      const cold = fe.stats();
+      await fe.computeBatch(batch(64));
+      const warm = fe.stats();
+      // MONITOR lines arrive asynchronously: a marker command sent after the batches ends the wait.
       await r.get(`${ns}:f:marker`);
       for (let i = 0; i < 300 && !markerSeen; i++) await new Promise((res) => setTimeout(res, 10));
       expect(markerSeen).toBe(true);
+      // Cold: one read of the 1 account + 1 instrument + 64 devices + 64 IPs + 1 merchant, one write.
+      expect(cold.roundTrips).toBe(2);
+      expect(cold.reads).toBe(131);
+      // Warm: nothing read, one write.
+      expect(warm.roundTrips - cold.roundTrips).toBe(1);
+      expect(warm.reads).toBe(cold.reads);
     } finally {
-      spy.pipeline = orig;
       monitor.disconnect();
     }
-    expect(pipelines).toBe(1);
-    expect(execs).toBe(1);
-    // account, instrument, device, ip, merchant: 5 entities per payment, nothing more.
-    expect(evalshas).toHaveLength(64 * 5);
+    const mine = seen.filter((c) => c.args.some((a) => a.startsWith(`${ns}:f:{`)));
+    const source = mine[0]!.source;
+    const conn = seen.filter((c) => c.source === source && c.cmd !== 'get');
+    const mgets = conn.filter((c) => c.cmd === 'mget');
+    expect(mgets).toHaveLength(1);
+    expect(mgets[0]!.args).toHaveLength(131);
+    expect(conn.filter((c) => c.cmd === 'multi')).toHaveLength(2);
+    expect(conn.filter((c) => c.cmd === 'exec')).toHaveLength(2);
+    // Per batch: the 131 states, and per event a dedupe row and a label-lookup record.
+    const sets = conn.filter((c) => c.cmd === 'set' && c.args[0]!.startsWith(`${ns}:f:{`));
+    expect(sets).toHaveLength(2 * (131 + 64 + 64));
+    expect(conn.filter((c) => c.cmd === 'evalsha' || c.cmd === 'eval')).toHaveLength(0);
+  });
+
+  it('equals the reference when every batch is read back from Redis by a new engine', async () => {
+    await propertyAgainstReference(r, `${ns}:reload`, Number(process.env.FS_PROPERTY_RUNS ?? 40), 40, {
+      restartEachBatch: true,
+    });
+  });
+
+  it('equals the reference in write-behind mode (replay), and writes the states on flush', async () => {
+    await propertyAgainstReference(r, `${ns}:behind`, Number(process.env.FS_PROPERTY_RUNS ?? 40), 1, {
+      writeMode: 'behind',
+    });
+    const fe = createFeatureEngine({ redis: r, prefix: `${ns}:wb:`, writeMode: 'behind', fresh: true });
+    await fe.computeBatch([pay('wb1', T0, 100), pay('wb2', T0 + MIN, 200)]);
+    expect(await r.exists(`${ns}:wb:{a:acct-1}:s`)).toBe(0);
+    await fe.close();
+    const state = JSON.parse((await r.get(`${ns}:wb:{a:${samplePayment().account_id}}:s`))!) as {
+      mx: number;
+    };
+    expect(state.mx).toBe(T0 + MIN);
+  });
+
+  it('lets one process at a time compute a namespace, and hands it over on close', async () => {
+    const a = createFeatureEngine({ redis: r, prefix: `${ns}:lease:`, leaseMs: 1000 });
+    const b = createFeatureEngine({ redis: r, prefix: `${ns}:lease:`, leaseMs: 1000 });
+    await a.computeBatch([pay('ls1', T0, 100)]);
+    await expect(b.computeBatch([pay('ls2', T0 + MIN, 100)])).rejects.toMatchObject({
+      code: 'FS_ERR_FEATURE_STORE',
+      message: expect.stringMatching(/in use by/),
+    });
+    await a.close();
+    const got = await b.computeBatch([pay('ls2', T0 + MIN, 100)]);
+    expect(got.matrix[col('account_count_1h')]).toBe(1); // a's event, read back from Redis
+    await b.close();
   });
 
   it('equals the reference implementation on random streams (duplicates, ties, out-of-order, late, labels)', async () => {

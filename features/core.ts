@@ -1,0 +1,380 @@
+/**
+ * The feature engine's arithmetic: one entity's state and what one event or one label does to it.
+ * Pure and synchronous — no I/O, no clock — so the scorer, inline scoring and replay (through
+ * features/engine.ts) compute every feature with this one code. Semantics: docs/features.md; the
+ * brute-force reference in test/reference.ts implements the same rules and property tests compare.
+ *
+ * Windows keep a running aggregate over the buckets [x-n+1, x] of the entity's newest bucket x, so an
+ * in-order event reads its window in O(1) and a slide costs the buckets that leave it.
+ */
+import { DIMENSIONS, LABEL_WINDOW_INDEX, WINDOWS, type EntityDef } from './spec.js';
+import type { EntityRaw } from './assemble.js';
+
+export const DAY_MS = 86_400_000;
+
+/** { bucket size (ms), buckets per window }: 1 min, 10 min, 1 h, 24 h, 7 d, 30 d (spec.ts WINDOWS). */
+const G: readonly (readonly [number, number])[] = WINDOWS.map((w) => [w.bucketMs, w.buckets] as const);
+/** The windows the label counts use (24 h, 7 d, 30 d), by index into G. */
+const LG = LABEL_WINDOW_INDEX;
+const NDIM = DIMENSIONS.length;
+const floor = Math.floor;
+
+/** One kept bucket: count, sum, max, sum of squares (account 30 d only). */
+type Bucket = [number, number, number, number];
+
+interface Win {
+  /** Running count, sum, sum of squares over [x-n+1, x]; m the max, in bucket y (null: none). */
+  c: number;
+  s: number;
+  q: number;
+  m: number;
+  y: number | null;
+  /** Newest bucket of the window; null until the first event. */
+  x: number | null;
+  b: Map<number, Bucket>;
+}
+
+export interface EntityState {
+  /** Newest event time added; null before the first. */
+  mx: number | null;
+  w: Win[];
+  /** Account: per dimension (instrument, merchant, device, destination, country) value -> latest time. */
+  d: Map<string, number>[] | null;
+  /** Account: latest located event. */
+  loc: [lat: number, lon: number, t: number] | null;
+  /** Label-informed entities: confirmed frauds per label-time bucket, for the 24 h, 7 d, 30 d windows. */
+  l: Map<number, number>[] | null;
+  /** Account: event ids seen -> the account's newest event time when it was seen (the dedupe set). */
+  ids: Map<string, number> | null;
+}
+
+export interface EngineLimits {
+  allowedLatenessMs: number;
+  dedupeHorizonMs: number;
+}
+
+/** How long an entity's state outlives its newest event (also its Redis TTL): 30 d + lateness + 1 d. */
+export const keepMs = (latenessMs: number) => 30 * DAY_MS + latenessMs + DAY_MS;
+
+const newWin = (): Win => ({ c: 0, s: 0, q: 0, m: 0, y: null, x: null, b: new Map() });
+
+export function newState(role: EntityDef['role']): EntityState {
+  return {
+    mx: null,
+    w: G.map(newWin),
+    d: role === 'a' ? Array.from({ length: NDIM }, () => new Map()) : null,
+    loc: null,
+    l: role === 'l' ? [new Map(), new Map(), new Map()] : null,
+    ids: role === 'a' ? new Map() : null,
+  };
+}
+
+/** The event as the engine needs it. */
+export interface EventInput {
+  t: number;
+  amount: number;
+  /** Account only: instrument, merchant, device, destination, country (null: none). */
+  dims?: readonly (string | null | undefined)[];
+  /** Account only: [lat, lon] when located. */
+  loc?: readonly [number, number] | null;
+}
+
+function sumBuckets(
+  bk: Map<number, Bucket>,
+  lo: number,
+  hi: number,
+): [number, number, number, number | null, number] {
+  let c = 0;
+  let s = 0;
+  let mx = 0;
+  let my: number | null = null;
+  let q = 0;
+  // Iterate whichever is smaller: the range or the kept buckets (both in ascending key order for max ties).
+  if (hi - lo + 1 <= bk.size) {
+    for (let k = lo; k <= hi; k++) {
+      const e = bk.get(k);
+      if (!e) continue;
+      c += e[0];
+      s += e[1];
+      if (e[2] > mx) {
+        mx = e[2];
+        my = k;
+      }
+      q += e[3];
+    }
+  } else {
+    const keys: number[] = [];
+    for (const k of bk.keys()) if (k >= lo && k <= hi) keys.push(k);
+    keys.sort((a, b) => a - b);
+    for (const k of keys) {
+      const e = bk.get(k)!;
+      c += e[0];
+      s += e[1];
+      if (e[2] > mx) {
+        mx = e[2];
+        my = k;
+      }
+      q += e[3];
+    }
+  }
+  return [c, s, mx, my, q];
+}
+
+/**
+ * Reads the entity's features for an event from the history before it, then adds the event unless it
+ * is later than the allowed lateness. Returns the raw values and whether the state changed.
+ */
+export function applyEvent(
+  S: EntityState,
+  role: EntityDef['role'],
+  ev: EventInput,
+  lim: EngineLimits,
+): { raw: EntityRaw; changed: boolean } {
+  const { t, amount: amt } = ev;
+  const lateness = lim.allowedLatenessMs;
+  const maxT = S.mx;
+  const late = maxT !== null && t < maxT - lateness;
+  const newMax = maxT !== null && maxT > t ? maxT : t;
+  const raw: EntityRaw = {
+    duplicate: false,
+    late,
+    sinceMs: maxT === null ? -1 : t - maxT < 0 ? 0 : t - maxT,
+    windows: [],
+  };
+  // Buckets are kept only within the newest event's windows.
+  const pruneTo = (i: number) => floor(newMax / G[i]![0]) - G[i]![1] + 1;
+
+  const Bs: number[] = [];
+  let q30 = 0;
+  for (let i = 0; i < G.length; i++) {
+    const [b, n] = G[i]!;
+    const w = S.w[i]!;
+    const bk = w.b;
+    const B = floor(t / b);
+    let fc: number, fs: number, fm: number, fq: number;
+    const x = w.x;
+    if (x === null || B - x >= n) {
+      // Nothing yet, or everything expired: the window starts empty at B.
+      w.c = 0;
+      w.s = 0;
+      w.m = 0;
+      w.q = 0;
+      w.y = null;
+      w.x = B;
+      fc = fs = fm = fq = 0;
+    } else if (B > x) {
+      // Slide: drop buckets [x-n+1, B-n] from the running aggregate.
+      const [ec, es, , , eq] = sumBuckets(bk, x - n + 1, B - n);
+      w.c -= ec;
+      w.s -= es;
+      w.q -= eq;
+      if (w.y !== null && w.y <= B - n) {
+        const [, , rmx, rmy] = sumBuckets(bk, B - n + 1, x);
+        w.m = rmx;
+        w.y = rmy;
+      }
+      w.x = B;
+      fc = w.c;
+      fs = w.s;
+      fm = w.m;
+      fq = w.q;
+    } else if (B === x) {
+      fc = w.c;
+      fs = w.s;
+      fm = w.m;
+      fq = w.q;
+    } else {
+      // Out of order: its own window, summed explicitly (only kept buckets count).
+      let lo = B - n + 1;
+      const p = pruneTo(i);
+      if (lo < p) lo = p;
+      [fc, fs, fm, , fq] = sumBuckets(bk, lo, B);
+    }
+    Bs.push(B);
+    raw.windows.push([fc, fs, fm]);
+    if (i === 5) q30 = fq;
+  }
+
+  let dims: readonly (string | null | undefined)[] = [];
+  if (role === 'a') {
+    dims = ev.dims ?? [];
+    raw.q30 = q30;
+    const start24 = (floor(t / G[3]![0]) - G[3]![1] + 1) * G[3]![0];
+    const start30 = (floor(t / G[5]![0]) - G[5]![1] + 1) * G[5]![0];
+    const d24: number[] = [];
+    const d30: number[] = [];
+    const known: boolean[] = [];
+    for (let i = 0; i < NDIM; i++) {
+      const dm = S.d![i]!;
+      let n24 = 0;
+      let n30 = 0;
+      for (const lt of dm.values()) {
+        if (lt >= start24) n24++;
+        if (lt >= start30) n30++;
+      }
+      const v = dims[i];
+      d24.push(n24);
+      d30.push(n30);
+      known.push(!!v && dm.has(v));
+    }
+    raw.distinct24 = d24;
+    raw.distinct30 = d30;
+    raw.firstSeen = [
+      dims[2] && !known[2] ? 1 : 0,
+      dims[3] && !known[3] ? 1 : 0,
+      dims[4] && !known[4] ? 1 : 0,
+    ];
+    raw.prevLocation = S.loc ? { lat: S.loc[0], lon: S.loc[1], t: S.loc[2] } : null;
+  } else if (role === 'l') {
+    const f: [number, number, number] = [0, 0, 0];
+    for (let j = 0; j < 3; j++) {
+      const [b, n] = G[LG[j]!]!;
+      const B = floor(t / b);
+      const lb = S.l![j]!;
+      let sum = 0;
+      if (n <= lb.size) {
+        for (let k = B - n + 1; k <= B; k++) sum += lb.get(k) ?? 0;
+      } else {
+        for (const [k, c] of lb) if (k >= B - n + 1 && k <= B) sum += c;
+      }
+      f[j] = sum;
+    }
+    raw.fraud = f;
+  }
+
+  if (late) return { raw, changed: false };
+
+  for (let i = 0; i < G.length; i++) {
+    const n = G[i]![1];
+    const w = S.w[i]!;
+    const bk = w.b;
+    // Forget buckets no event within the lateness can reach.
+    const p = pruneTo(i);
+    for (const k of bk.keys()) if (k < p) bk.delete(k);
+    const B = Bs[i]!;
+    let e = bk.get(B);
+    if (!e) {
+      e = [0, 0, 0, 0];
+      bk.set(B, e);
+    }
+    e[0] += 1;
+    e[1] += amt;
+    if (amt > e[2]) e[2] = amt;
+    const withQ = role === 'a' && i === 5;
+    if (withQ) e[3] += amt * amt;
+    // The running aggregate covers [x-n+1, x]: add the event if its bucket is inside.
+    if (B > w.x! - n) {
+      w.c += 1;
+      w.s += amt;
+      if (withQ) w.q += amt * amt;
+      if (amt > w.m || w.y === null) {
+        w.m = amt;
+        w.y = B;
+      }
+    }
+  }
+  S.mx = newMax;
+  if (role === 'a') {
+    const forget = newMax - keepMs(lateness);
+    for (let i = 0; i < NDIM; i++) {
+      const dm = S.d![i]!;
+      const v = dims[i];
+      if (v) {
+        const old = dm.get(v);
+        if (old === undefined || t > old) dm.set(v, t);
+      }
+      // Forget values not seen for longer than the longest window plus the lateness.
+      for (const [k, lt] of dm) if (lt < forget) dm.delete(k);
+    }
+    const loc = ev.loc;
+    if (loc && (!S.loc || t >= S.loc[2])) S.loc = [loc[0], loc[1], t];
+  }
+  return { raw, changed: true };
+}
+
+/** Whether the account has seen this event id within the dedupe horizon (of its own event time). */
+export function seenBefore(S: EntityState, eventId: string, lim: EngineLimits): boolean {
+  const at = S.ids?.get(eventId);
+  return at !== undefined && (S.mx ?? at) - at <= lim.dedupeHorizonMs;
+}
+
+/**
+ * Records an event id in the account's dedupe set, and forgets the ids older than the horizon.
+ * Returns the ids forgotten (their stored rows can go too).
+ */
+export function rememberId(S: EntityState, eventId: string, lim: EngineLimits): string[] {
+  const now = S.mx ?? 0;
+  S.ids!.set(eventId, now);
+  const gone: string[] = [];
+  const before = now - lim.dedupeHorizonMs;
+  for (const [id, at] of S.ids!) {
+    // Insertion order is mostly time order: stop at the first id still inside the horizon.
+    if (at >= before) break;
+    S.ids!.delete(id);
+    gone.push(id);
+  }
+  return gone;
+}
+
+/** Counts one confirmed fraud on a label-informed entity, in the label-time buckets of each window. */
+export function applyFraudLabel(S: EntityState, labelledAt: number, latenessMs: number): void {
+  if (!S.l) S.l = [new Map(), new Map(), new Map()];
+  for (let j = 0; j < 3; j++) {
+    const [b, n] = G[LG[j]!]!;
+    const lb = S.l[j]!;
+    const B = floor(labelledAt / b);
+    lb.set(B, (lb.get(B) ?? 0) + 1);
+    // Drop buckets no window can reach any more.
+    const oldest = B - n - Math.ceil(latenessMs / b);
+    for (const k of lb.keys()) if (k < oldest) lb.delete(k);
+  }
+}
+
+// --- Storage form: compact JSON (arrays, no field names), what Redis holds under `<base>:s`. ----------
+
+type WinJson = [c: number, s: number, q: number, m: number, y: number | null, x: number | null, b: number[]];
+interface StateJson {
+  v: 1;
+  mx: number | null;
+  w: WinJson[];
+  d?: [string, number][][];
+  loc?: [number, number, number] | null;
+  l?: [number, number][][];
+  ids?: [string, number][];
+}
+
+export function encodeState(S: EntityState): string {
+  const j: StateJson = {
+    v: 1,
+    mx: S.mx,
+    w: S.w.map((w) => {
+      const flat: number[] = [];
+      for (const [k, e] of w.b) flat.push(k, e[0], e[1], e[2], e[3]);
+      return [w.c, w.s, w.q, w.m, w.y, w.x, flat];
+    }),
+  };
+  if (S.d) j.d = S.d.map((m) => [...m]);
+  if (S.loc) j.loc = S.loc;
+  if (S.l) j.l = S.l.map((m) => [...m]);
+  if (S.ids) j.ids = [...S.ids];
+  return JSON.stringify(j);
+}
+
+export function decodeState(text: string, role: EntityDef['role']): EntityState {
+  const j = JSON.parse(text) as StateJson;
+  if (j.v !== 1 || !Array.isArray(j.w) || j.w.length !== G.length)
+    throw new Error(`unknown feature state format (v=${String(j.v)})`);
+  const S = newState(role);
+  S.mx = j.mx;
+  S.w = j.w.map(([c, s, q, m, y, x, flat]) => {
+    const b = new Map<number, Bucket>();
+    for (let i = 0; i < flat.length; i += 5)
+      b.set(flat[i]!, [flat[i + 1]!, flat[i + 2]!, flat[i + 3]!, flat[i + 4]!]);
+    return { c, s, q, m, y, x, b };
+  });
+  if (j.d && S.d) S.d = j.d.map((pairs) => new Map(pairs));
+  S.loc = j.loc ?? null;
+  if (j.l) S.l = j.l.map((pairs) => new Map(pairs));
+  if (j.ids && S.ids) S.ids = new Map(j.ids);
+  return S;
+}
