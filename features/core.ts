@@ -19,8 +19,8 @@ const LG = LABEL_WINDOW_INDEX;
 const NDIM = DIMENSIONS.length;
 const floor = Math.floor;
 
-/** One kept bucket: count, sum, max, sum of squares (account 30 d only). */
-type Bucket = [number, number, number, number];
+/** Doubles per ring slot: bucket key, count, sum, max, sum of squares (account 30 d only). */
+const SLOT = 5;
 
 interface Win {
   /** Running count, sum, sum of squares over [x-n+1, x]; m the max, in bucket y (null: none). */
@@ -31,7 +31,13 @@ interface Win {
   y: number | null;
   /** Newest bucket of the window; null until the first event. */
   x: number | null;
-  b: Map<number, Bucket>;
+  /**
+   * The kept buckets: a ring of n slots, bucket k in slot k mod n, valid while its key is k. Only the
+   * newest event's window [x-n+1, x] is kept, so n slots always suffice; older buckets are overwritten.
+   */
+  r: Float64Array;
+  /** Bit per slot (n <= 31) holding a bucket of the current window: sums visit only those. */
+  k: number;
 }
 
 export interface EntityState {
@@ -46,6 +52,8 @@ export interface EntityState {
   l: Map<number, number>[] | null;
   /** Account: event ids seen -> the account's newest event time when it was seen (the dedupe set). */
   ids: Map<string, number> | null;
+  /** Last use, for the engine's cache (not stored). */
+  used: number;
 }
 
 export interface EngineLimits {
@@ -56,16 +64,32 @@ export interface EngineLimits {
 /** How long an entity's state outlives its newest event (also its Redis TTL): 30 d + lateness + 1 d. */
 export const keepMs = (latenessMs: number) => 30 * DAY_MS + latenessMs + DAY_MS;
 
-const newWin = (): Win => ({ c: 0, s: 0, q: 0, m: 0, y: null, x: null, b: new Map() });
+/** Ring offsets of each window inside one per-entity buffer (one allocation, contiguous in memory). */
+const RING_AT: number[] = [];
+const RING_LEN = G.reduce((at, [, n]) => (RING_AT.push(at), at + n * SLOT), 0);
+const newRings = () => new Float64Array(RING_LEN).fill(-1);
+const ring = (buf: Float64Array, i: number) => buf.subarray(RING_AT[i]!, RING_AT[i]! + G[i]![1] * SLOT);
+const newWin = (buf: Float64Array, i: number): Win => ({
+  c: 0,
+  s: 0,
+  q: 0,
+  m: 0,
+  y: null,
+  x: null,
+  r: ring(buf, i),
+  k: 0,
+});
 
 export function newState(role: EntityDef['role']): EntityState {
+  const buf = newRings();
   return {
     mx: null,
-    w: G.map(newWin),
+    w: G.map((_, i) => newWin(buf, i)),
     d: role === 'a' ? Array.from({ length: NDIM }, () => new Map()) : null,
     loc: null,
     l: role === 'l' ? [new Map(), new Map(), new Map()] : null,
     ids: role === 'a' ? new Map() : null,
+    used: 0,
   };
 }
 
@@ -79,45 +103,54 @@ export interface EventInput {
   loc?: readonly [number, number] | null;
 }
 
-function sumBuckets(
-  bk: Map<number, Bucket>,
-  lo: number,
-  hi: number,
-): [number, number, number, number | null, number] {
+/** sumBuckets' result: count, sum, max, bucket of the max (NaN: none), sum of squares. */
+const acc = new Float64Array(5);
+
+/**
+ * Count, sum, max (and its bucket), sum of squares over the window's buckets in [lo, hi], into `acc`.
+ * Visits the occupied slots only; of equal maxima the lowest bucket wins (as an ascending scan would).
+ */
+function sumBuckets(w: Win, lo: number, hi: number): Float64Array {
   let c = 0;
   let s = 0;
   let mx = 0;
-  let my: number | null = null;
+  let my = NaN;
   let q = 0;
-  // Iterate whichever is smaller: the range or the kept buckets (both in ascending key order for max ties).
-  if (hi - lo + 1 <= bk.size) {
-    for (let k = lo; k <= hi; k++) {
-      const e = bk.get(k);
-      if (!e) continue;
-      c += e[0];
-      s += e[1];
-      if (e[2] > mx) {
-        mx = e[2];
-        my = k;
-      }
-      q += e[3];
+  const r = w.r;
+  let bits = w.k;
+  while (bits !== 0) {
+    const bit = bits & -bits;
+    bits ^= bit;
+    const o = (31 - Math.clz32(bit)) * SLOT;
+    const k = r[o]!;
+    if (k < lo || k > hi) continue;
+    c += r[o + 1]!;
+    s += r[o + 2]!;
+    const v = r[o + 3]!;
+    if (v > mx || (v === mx && v > 0 && k < my)) {
+      mx = v;
+      my = k;
     }
-  } else {
-    const keys: number[] = [];
-    for (const k of bk.keys()) if (k >= lo && k <= hi) keys.push(k);
-    keys.sort((a, b) => a - b);
-    for (const k of keys) {
-      const e = bk.get(k)!;
-      c += e[0];
-      s += e[1];
-      if (e[2] > mx) {
-        mx = e[2];
-        my = k;
-      }
-      q += e[3];
-    }
+    q += r[o + 4]!;
   }
-  return [c, s, mx, my, q];
+  acc[0] = c;
+  acc[1] = s;
+  acc[2] = mx;
+  acc[3] = my;
+  acc[4] = q;
+  return acc;
+}
+
+/** Drops the window's buckets in [lo, hi] from the occupied set (they have left the window). */
+function release(w: Win, lo: number, hi: number): void {
+  const r = w.r;
+  let bits = w.k;
+  while (bits !== 0) {
+    const bit = bits & -bits;
+    bits ^= bit;
+    const k = r[(31 - Math.clz32(bit)) * SLOT]!;
+    if (k >= lo && k <= hi) w.k &= ~bit;
+  }
 }
 
 /**
@@ -149,7 +182,6 @@ export function applyEvent(
   for (let i = 0; i < G.length; i++) {
     const [b, n] = G[i]!;
     const w = S.w[i]!;
-    const bk = w.b;
     const B = floor(t / b);
     let fc: number, fs: number, fm: number, fq: number;
     const x = w.x;
@@ -161,17 +193,19 @@ export function applyEvent(
       w.q = 0;
       w.y = null;
       w.x = B;
+      w.k = 0;
       fc = fs = fm = fq = 0;
     } else if (B > x) {
       // Slide: drop buckets [x-n+1, B-n] from the running aggregate.
-      const [ec, es, , , eq] = sumBuckets(bk, x - n + 1, B - n);
-      w.c -= ec;
-      w.s -= es;
-      w.q -= eq;
+      const a = sumBuckets(w, x - n + 1, B - n);
+      w.c -= a[0]!;
+      w.s -= a[1]!;
+      w.q -= a[4]!;
+      release(w, x - n + 1, B - n);
       if (w.y !== null && w.y <= B - n) {
-        const [, , rmx, rmy] = sumBuckets(bk, B - n + 1, x);
-        w.m = rmx;
-        w.y = rmy;
+        const a = sumBuckets(w, B - n + 1, x);
+        w.m = a[2]!;
+        w.y = Number.isNaN(a[3]) ? null : a[3]!;
       }
       w.x = B;
       fc = w.c;
@@ -188,7 +222,11 @@ export function applyEvent(
       let lo = B - n + 1;
       const p = pruneTo(i);
       if (lo < p) lo = p;
-      [fc, fs, fm, , fq] = sumBuckets(bk, lo, B);
+      const a = sumBuckets(w, lo, B);
+      fc = a[0]!;
+      fs = a[1]!;
+      fm = a[2]!;
+      fq = a[4]!;
     }
     Bs.push(B);
     raw.windows.push([fc, fs, fm]);
@@ -196,6 +234,7 @@ export function applyEvent(
   }
 
   let dims: readonly (string | null | undefined)[] = [];
+  const dimOldest: number[] = [];
   if (role === 'a') {
     dims = ev.dims ?? [];
     raw.q30 = q30;
@@ -208,10 +247,13 @@ export function applyEvent(
       const dm = S.d![i]!;
       let n24 = 0;
       let n30 = 0;
+      let oldest = Infinity;
       for (const lt of dm.values()) {
         if (lt >= start24) n24++;
         if (lt >= start30) n30++;
+        if (lt < oldest) oldest = lt;
       }
+      dimOldest[i] = oldest;
       const v = dims[i];
       d24.push(n24);
       d30.push(n30);
@@ -247,23 +289,24 @@ export function applyEvent(
   for (let i = 0; i < G.length; i++) {
     const n = G[i]![1];
     const w = S.w[i]!;
-    const bk = w.b;
-    // Forget buckets no event within the lateness can reach.
-    const p = pruneTo(i);
-    for (const k of bk.keys()) if (k < p) bk.delete(k);
     const B = Bs[i]!;
-    let e = bk.get(B);
-    if (!e) {
-      e = [0, 0, 0, 0];
-      bk.set(B, e);
+    // A bucket older than the newest event's window is never read again: nothing to keep.
+    if (B <= w.x! - n) continue;
+    const r = w.r;
+    const slot = (B | 0) % n;
+    const o = slot * SLOT;
+    if (r[o] !== B || (w.k & (1 << slot)) === 0) {
+      w.k |= 1 << slot;
+      r[o] = B;
+      r[o + 1] = r[o + 2] = r[o + 3] = r[o + 4] = 0;
     }
-    e[0] += 1;
-    e[1] += amt;
-    if (amt > e[2]) e[2] = amt;
+    r[o + 1] = r[o + 1]! + 1;
+    r[o + 2] = r[o + 2]! + amt;
+    if (amt > r[o + 3]!) r[o + 3] = amt;
     const withQ = role === 'a' && i === 5;
-    if (withQ) e[3] += amt * amt;
-    // The running aggregate covers [x-n+1, x]: add the event if its bucket is inside.
-    if (B > w.x! - n) {
+    if (withQ) r[o + 4] = r[o + 4]! + amt * amt;
+    // The running aggregate covers [x-n+1, x], and the bucket is inside it.
+    {
       w.c += 1;
       w.s += amt;
       if (withQ) w.q += amt * amt;
@@ -284,7 +327,7 @@ export function applyEvent(
         if (old === undefined || t > old) dm.set(v, t);
       }
       // Forget values not seen for longer than the longest window plus the lateness.
-      for (const [k, lt] of dm) if (lt < forget) dm.delete(k);
+      if (dimOldest[i]! < forget) for (const [k, lt] of dm) if (lt < forget) dm.delete(k);
     }
     const loc = ev.loc;
     if (loc && (!S.loc || t >= S.loc[2])) S.loc = [loc[0], loc[1], t];
@@ -347,9 +390,16 @@ export function encodeState(S: EntityState): string {
   const j: StateJson = {
     v: 1,
     mx: S.mx,
-    w: S.w.map((w) => {
+    w: S.w.map((w, i) => {
+      const n = G[i]![1];
       const flat: number[] = [];
-      for (const [k, e] of w.b) flat.push(k, e[0], e[1], e[2], e[3]);
+      const r = w.r;
+      // The occupied slots only: the buckets of the current window.
+      for (let slot = 0; slot < n; slot++) {
+        if ((w.k & (1 << slot)) === 0) continue;
+        const o = slot * SLOT;
+        flat.push(r[o]!, r[o + 1]!, r[o + 2]!, r[o + 3]!, r[o + 4]!);
+      }
       return [w.c, w.s, w.q, w.m, w.y, w.x, flat];
     }),
   };
@@ -366,11 +416,17 @@ export function decodeState(text: string, role: EntityDef['role']): EntityState 
     throw new Error(`unknown feature state format (v=${String(j.v)})`);
   const S = newState(role);
   S.mx = j.mx;
-  S.w = j.w.map(([c, s, q, m, y, x, flat]) => {
-    const b = new Map<number, Bucket>();
-    for (let i = 0; i < flat.length; i += 5)
-      b.set(flat[i]!, [flat[i + 1]!, flat[i + 2]!, flat[i + 3]!, flat[i + 4]!]);
-    return { c, s, q, m, y, x, b };
+  const buf = S.w[0]!.r.buffer as ArrayBuffer;
+  S.w = j.w.map(([c, s, q, m, y, x, flat], i) => {
+    const n = G[i]![1];
+    const r = ring(new Float64Array(buf), i);
+    let k = 0;
+    for (let f = 0; f < flat.length; f += SLOT) {
+      const slot = flat[f]! % n;
+      r.set(flat.slice(f, f + SLOT), slot * SLOT);
+      k |= 1 << slot;
+    }
+    return { c, s, q, m, y, x, r, k };
   });
   if (j.d && S.d) S.d = j.d.map((pairs) => new Map(pairs));
   S.loc = j.loc ?? null;

@@ -266,11 +266,10 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
     if (waits.length) await Promise.all(waits);
   }
 
+  let tick = 0;
   function touch(key: string): EntityState {
     const s = cache.get(key)!;
-    // Least recently used last out: re-insert at the end.
-    cache.delete(key);
-    cache.set(key, s);
+    s.used = ++tick;
     return s;
   }
 
@@ -321,9 +320,11 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
     if (dirty.size) await flush();
     // States written out can be read back; after this the namespace is no longer known to be empty.
     fresh = false;
-    for (const k of cache.keys()) {
+    // Least recently used first, down to 90 % of the bound.
+    const byUse = [...cache].filter(([k]) => !dirty.has(k)).sort((a, b) => a[1].used - b[1].used);
+    for (const [k] of byUse) {
       if (cache.size <= maxCached * 0.9) break;
-      if (!dirty.has(k)) cache.delete(k);
+      cache.delete(k);
     }
   }
 
