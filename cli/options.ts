@@ -139,7 +139,7 @@ export const scoreOptions: OptionDef[] = [
     env: 'FRAUDSTREAM_FEATURE_PREFIX',
     type: 'string',
     default: 'fs:',
-    help: 'Redis key prefix of the live feature store',
+    help: 'Redis key prefix of the live feature store; one scorer process per prefix (a lease guards it)',
   },
   {
     flag: 'allowed-lateness-ms',
