@@ -443,11 +443,8 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
         });
       }
       if (mode === 'through') await flush();
-      else {
-        pruneLabelLookups();
-        await trim();
-      }
-      if (mode === 'through') await trim();
+      else pruneLabelLookups();
+      await trim();
       return { matrix, rows: n, cols, duplicate, late };
     },
 

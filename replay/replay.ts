@@ -226,7 +226,7 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayResult> {
       decisions?: Decision[];
       challenger?: Float32Array;
     }
-    // Sends the batch's Redis calls synchronously (so Redis sees batches in order), then scores it.
+    // Computes the batch's features (in this process, write-behind), then scores it.
     const compute = async (batch: ScoringEvent[]): Promise<Computed> => {
       if (!engine) return { matrix: (await features.computeBatch(batch)).matrix };
       const readAt = opts.clock.monoMicros();
@@ -288,8 +288,8 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayResult> {
       opts.onProgress?.(events, input.total);
     };
 
-    // Two batches in flight: while one waits on Redis, the one before it is scored and written. Redis
-    // runs the calls in the order they were sent, so features (and scores) are those of a sequential
+    // Two batches in flight: while one is scored, the one before it is written. The engine computes
+    // batches in the order they are handed to it, so features (and scores) are those of a sequential
     // run; outputs are written in batch order.
     const flush = async (batch: ScoringEvent[]) => {
       if (batch.length === 0) return;

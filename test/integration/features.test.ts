@@ -351,6 +351,19 @@ describe('feature engine on a real Redis', () => {
     expect(state.mx).toBe(T0 + MIN);
   });
 
+  it('refuses a corrupt stored state with an error naming the key, and writes nothing', async () => {
+    const key = `${ns}:bad:{a:${samplePayment().account_id}}:s`;
+    await r.set(key, '{"v":99}');
+    const fe = createFeatureEngine({ redis: r, prefix: `${ns}:bad:` });
+    await expect(fe.computeBatch([pay('bad1', T0, 100)])).rejects.toMatchObject({
+      code: 'FS_ERR_FEATURE_STORE',
+      message: expect.stringContaining(key),
+    });
+    await fe.close();
+    expect(await r.get(key)).toBe('{"v":99}');
+    expect(await r.keys(`${ns}:bad:*:q:*`)).toHaveLength(0);
+  });
+
   it('lets one process at a time compute a namespace, and hands it over on close', async () => {
     const a = createFeatureEngine({ redis: r, prefix: `${ns}:lease:`, leaseMs: 1000 });
     const b = createFeatureEngine({ redis: r, prefix: `${ns}:lease:`, leaseMs: 1000 });
