@@ -193,7 +193,9 @@ export function createCaseStore(opts: CaseStoreOptions = {}): CaseStore {
     },
     applyLabel(l) {
       const c = cases.get(l.event_id);
-      if (!c) boundedSet(pendingLabels, l.event_id, l, maxEvents);
+      // Unknown case yet, or our own resolve still awaiting its ack (the Label can come back on the
+      // labels topic first): hold it; the case's creation, the commit or the abort settles it.
+      if (!c || resolving.has(l.event_id)) boundedSet(pendingLabels, l.event_id, l, maxEvents);
       else if (!c.resolution) resolveWith(c, fromLabel(l));
     },
     list(q, now) {
@@ -258,11 +260,17 @@ export function createCaseStore(opts: CaseStoreOptions = {}): CaseStore {
         decision: c.decision,
         commit(r) {
           resolving.delete(id);
-          resolveWith(c, r);
+          pendingLabels.delete(id); // the echo of this very Label: recorded once, here
+          if (!c.resolution) resolveWith(c, r);
           return view(c, r.at);
         },
         abort() {
           resolving.delete(id);
+          const held = pendingLabels.get(id);
+          if (held && !c.resolution) {
+            pendingLabels.delete(id);
+            resolveWith(c, fromLabel(held));
+          }
         },
       };
     },

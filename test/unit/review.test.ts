@@ -78,6 +78,33 @@ describe('case store', () => {
     expect(code(() => s.get('nope', T))).toBe('FS_ERR_CASE_NOT_FOUND');
   });
 
+  it('records a resolve once when its own Label comes back on the topic before the ack', () => {
+    const s = createCaseStore({ leaseMs: 1000 });
+    const label = (id: string) => ({
+      event_id: id,
+      account_id: 'a1',
+      label: 'FRAUD' as const,
+      source: 'ANALYST' as const,
+      labelled_at: T + 10,
+      analyst: 'ann',
+      note: null,
+    });
+    s.addDecision(decision('r', 0.9, T));
+    s.claim('r', 'ann', T);
+    const r = s.reserveResolve('r', 'ann', T + 5);
+    s.applyLabel(label('r')); // the echo, read back before the producer's ack
+    r.commit({ label: 'FRAUD', source: 'ANALYST', analyst: 'ann', note: null, at: T + 10 });
+    expect(s.get('r', T + 20).audit.map((a) => a.action)).toEqual(['OPENED', 'CLAIMED', 'RESOLVED']);
+    // A resolve that aborts after a Label for the case came in: the Label still resolves it.
+    s.addDecision(decision('q', 0.9, T));
+    s.claim('q', 'ann', T);
+    const q = s.reserveResolve('q', 'ann', T + 5);
+    s.applyLabel({ ...label('q'), source: 'CHARGEBACK', analyst: null });
+    q.abort();
+    expect(s.get('q', T + 20).resolution?.source).toBe('CHARGEBACK');
+    expect(s.get('q', T + 20).audit.map((a) => a.action)).toEqual(['OPENED', 'CLAIMED', 'RESOLVED']);
+  });
+
   it('the example policy file loads', () => {
     const p = createPolicy(loadPolicyFile(join(projectRoot(), 'policy', 'example.json')));
     expect(p.version).toBe('policy-2026-11-24');
