@@ -54,6 +54,21 @@ export interface EntityState {
   ids: Map<string, number> | null;
   /** Last use, for the engine's cache (not stored). */
   used: number;
+  /** The engine's bookkeeping (not stored): changed since the last flush. */
+  dirty: boolean;
+  /**
+   * Account, the engine's (not stored with the state): dedupe rows by event id, and label lookups by
+   * event id in insertion (event) order, held in the process until written (or for good: replay).
+   */
+  rows: Map<string, HeldRow> | null;
+  lb: Map<string, unknown> | null;
+}
+
+/** A dedupe row held in the process: row offset `o` of a batch matrix, and the event's late flag. */
+export interface HeldRow {
+  m: Float32Array;
+  o: number;
+  late: number;
 }
 
 export interface EngineLimits {
@@ -90,6 +105,9 @@ export function newState(role: EntityDef['role']): EntityState {
     l: role === 'l' ? [new Map(), new Map(), new Map()] : null,
     ids: role === 'a' ? new Map() : null,
     used: 0,
+    dirty: false,
+    rows: role === 'a' ? new Map() : null,
+    lb: role === 'a' ? new Map() : null,
   };
 }
 
@@ -103,8 +121,27 @@ export interface EventInput {
   loc?: readonly [number, number] | null;
 }
 
+/** An EntityRaw to fill again and again (applyEvent writes every field its role reads). */
+export function newRaw(): EntityRaw {
+  return {
+    duplicate: false,
+    late: false,
+    sinceMs: -1,
+    windows: G.map(() => [0, 0, 0] as [number, number, number]),
+    q30: 0,
+    distinct24: new Array<number>(NDIM).fill(0),
+    distinct30: new Array<number>(NDIM).fill(0),
+    firstSeen: [0, 0, 0],
+    prevLocation: null,
+    fraud: [0, 0, 0],
+  };
+}
+
 /** sumBuckets' result: count, sum, max, bucket of the max (NaN: none), sum of squares. */
 const acc = new Float64Array(5);
+/** applyEvent's scratch: each window's bucket of the event; each dimension's oldest value time. */
+const Bs = new Float64Array(G.length);
+const dimOldest = new Float64Array(NDIM);
 
 /**
  * Count, sum, max (and its bucket), sum of squares over the window's buckets in [lo, hi], into `acc`.
@@ -154,33 +191,32 @@ function release(w: Win, lo: number, hi: number): void {
 }
 
 /**
- * Reads the entity's features for an event from the history before it, then adds the event unless it
- * is later than the allowed lateness. Returns the raw values and whether the state changed.
+ * Reads the entity's features for an event from the history before it into `raw` (reused by the
+ * caller: no allocation per event), then adds the event unless it is later than the allowed lateness.
+ * Returns whether the state changed.
  */
 export function applyEvent(
   S: EntityState,
   role: EntityDef['role'],
   ev: EventInput,
   lim: EngineLimits,
-): { raw: EntityRaw; changed: boolean } {
-  const { t, amount: amt } = ev;
+  raw: EntityRaw = newRaw(),
+): boolean {
+  const t = ev.t;
+  const amt = ev.amount;
   const lateness = lim.allowedLatenessMs;
   const maxT = S.mx;
   const late = maxT !== null && t < maxT - lateness;
   const newMax = maxT !== null && maxT > t ? maxT : t;
-  const raw: EntityRaw = {
-    duplicate: false,
-    late,
-    sinceMs: maxT === null ? -1 : t - maxT < 0 ? 0 : t - maxT,
-    windows: [],
-  };
-  // Buckets are kept only within the newest event's windows.
-  const pruneTo = (i: number) => floor(newMax / G[i]![0]) - G[i]![1] + 1;
+  raw.duplicate = false;
+  raw.late = late;
+  raw.sinceMs = maxT === null ? -1 : t - maxT < 0 ? 0 : t - maxT;
+  const out = raw.windows;
 
-  const Bs: number[] = [];
   let q30 = 0;
   for (let i = 0; i < G.length; i++) {
-    const [b, n] = G[i]!;
+    const b = G[i]![0];
+    const n = G[i]![1];
     const w = S.w[i]!;
     const B = floor(t / b);
     let fc: number, fs: number, fm: number, fq: number;
@@ -218,9 +254,10 @@ export function applyEvent(
       fm = w.m;
       fq = w.q;
     } else {
-      // Out of order: its own window, summed explicitly (only kept buckets count).
+      // Out of order: its own window, summed explicitly (only kept buckets count, those within the
+      // newest event's window).
       let lo = B - n + 1;
-      const p = pruneTo(i);
+      const p = floor(newMax / b) - n + 1;
       if (lo < p) lo = p;
       const a = sumBuckets(w, lo, B);
       fc = a[0]!;
@@ -228,21 +265,22 @@ export function applyEvent(
       fm = a[2]!;
       fq = a[4]!;
     }
-    Bs.push(B);
-    raw.windows.push([fc, fs, fm]);
+    Bs[i] = B;
+    const o = out[i]!;
+    o[0] = fc;
+    o[1] = fs;
+    o[2] = fm;
     if (i === 5) q30 = fq;
   }
 
-  let dims: readonly (string | null | undefined)[] = [];
-  const dimOldest: number[] = [];
+  const dims = ev.dims;
   if (role === 'a') {
-    dims = ev.dims ?? [];
     raw.q30 = q30;
     const start24 = (floor(t / G[3]![0]) - G[3]![1] + 1) * G[3]![0];
     const start30 = (floor(t / G[5]![0]) - G[5]![1] + 1) * G[5]![0];
-    const d24: number[] = [];
-    const d30: number[] = [];
-    const known: boolean[] = [];
+    const d24 = raw.distinct24!;
+    const d30 = raw.distinct30!;
+    const fsn = raw.firstSeen!;
     for (let i = 0; i < NDIM; i++) {
       const dm = S.d![i]!;
       let n24 = 0;
@@ -254,38 +292,43 @@ export function applyEvent(
         if (lt < oldest) oldest = lt;
       }
       dimOldest[i] = oldest;
-      const v = dims[i];
-      d24.push(n24);
-      d30.push(n30);
-      known.push(!!v && dm.has(v));
+      d24[i] = n24;
+      d30[i] = n30;
+      // New device, destination, country (dimensions 2, 3, 4).
+      if (i >= 2) {
+        const v = dims?.[i];
+        fsn[i - 2] = v && !dm.has(v) ? 1 : 0;
+      }
     }
-    raw.distinct24 = d24;
-    raw.distinct30 = d30;
-    raw.firstSeen = [
-      dims[2] && !known[2] ? 1 : 0,
-      dims[3] && !known[3] ? 1 : 0,
-      dims[4] && !known[4] ? 1 : 0,
-    ];
-    raw.prevLocation = S.loc ? { lat: S.loc[0], lon: S.loc[1], t: S.loc[2] } : null;
+    const pl = S.loc;
+    if (pl) {
+      const p = (raw.prevLocation ??= { lat: 0, lon: 0, t: 0 });
+      p.lat = pl[0];
+      p.lon = pl[1];
+      p.t = pl[2];
+    } else raw.prevLocation = null;
   } else if (role === 'l') {
-    const f: [number, number, number] = [0, 0, 0];
+    const f = raw.fraud!;
     for (let j = 0; j < 3; j++) {
-      const [b, n] = G[LG[j]!]!;
-      const B = floor(t / b);
+      const g = G[LG[j]!]!;
+      const n = g[1];
+      const B = floor(t / g[0]);
       const lb = S.l![j]!;
       let sum = 0;
-      if (n <= lb.size) {
-        for (let k = B - n + 1; k <= B; k++) sum += lb.get(k) ?? 0;
-      } else {
-        for (const [k, c] of lb) if (k >= B - n + 1 && k <= B) sum += c;
+      if (lb.size !== 0) {
+        if (n <= lb.size) {
+          for (let k = B - n + 1; k <= B; k++) sum += lb.get(k) ?? 0;
+        } else {
+          for (const [k, c] of lb) if (k >= B - n + 1 && k <= B) sum += c;
+        }
       }
       f[j] = sum;
     }
-    raw.fraud = f;
   }
 
-  if (late) return { raw, changed: false };
+  if (late) return false;
 
+  const withQ = role === 'a';
   for (let i = 0; i < G.length; i++) {
     const n = G[i]![1];
     const w = S.w[i]!;
@@ -303,17 +346,16 @@ export function applyEvent(
     r[o + 1] = r[o + 1]! + 1;
     r[o + 2] = r[o + 2]! + amt;
     if (amt > r[o + 3]!) r[o + 3] = amt;
-    const withQ = role === 'a' && i === 5;
-    if (withQ) r[o + 4] = r[o + 4]! + amt * amt;
+    // The sum of squares is kept for the account's 30 d window only.
+    const q = withQ && i === 5;
+    if (q) r[o + 4] = r[o + 4]! + amt * amt;
     // The running aggregate covers [x-n+1, x], and the bucket is inside it.
-    {
-      w.c += 1;
-      w.s += amt;
-      if (withQ) w.q += amt * amt;
-      if (amt > w.m || w.y === null) {
-        w.m = amt;
-        w.y = B;
-      }
+    w.c += 1;
+    w.s += amt;
+    if (q) w.q += amt * amt;
+    if (amt > w.m || w.y === null) {
+      w.m = amt;
+      w.y = B;
     }
   }
   S.mx = newMax;
@@ -321,7 +363,7 @@ export function applyEvent(
     const forget = newMax - keepMs(lateness);
     for (let i = 0; i < NDIM; i++) {
       const dm = S.d![i]!;
-      const v = dims[i];
+      const v = dims?.[i];
       if (v) {
         const old = dm.get(v);
         if (old === undefined || t > old) dm.set(v, t);
@@ -332,7 +374,7 @@ export function applyEvent(
     const loc = ev.loc;
     if (loc && (!S.loc || t >= S.loc[2])) S.loc = [loc[0], loc[1], t];
   }
-  return { raw, changed: true };
+  return true;
 }
 
 /** Whether the account has seen this event id within the dedupe horizon (of its own event time). */

@@ -10,11 +10,13 @@ import {
   decodeState,
   encodeState,
   keepMs,
+  newRaw,
   newState,
   rememberId,
   seenBefore,
   type EngineLimits,
   type EntityState,
+  type EventInput,
 } from './core.js';
 import { ENTITIES, FEATURE_NAMES, specHash, type EntityDef } from './spec.js';
 
@@ -85,12 +87,25 @@ export interface FeatureEngine {
   stats(): { cached: number; reads: number; writes: number; roundTrips: number };
 }
 
-/** One write of a flush: an entity state, a dedupe row, a label-lookup record, or a consumed lookup. */
+/**
+ * One write of a flush: an entity state, a dedupe row or a label-lookup record (with the account key
+ * and event id they belong to, to hold them again if the write fails), or a consumed lookup.
+ */
 type Op =
   | ['state', string, string, number]
-  | ['row', string, Buffer, number]
-  | ['lbl', string, string, number]
+  | ['row', string, Buffer, number, string, string]
+  | ['lbl', string, string, number, string, string]
   | ['del', string];
+
+/** A held label lookup: the event (its record is built when written) or the record itself. */
+type Lookup = ScoringEvent | string;
+
+/** The label-lookup record of an event: merchant, device, destination, event time. */
+function lblRecord(ev: Lookup): string {
+  if (typeof ev === 'string') return ev;
+  const ids = entityIds(ev);
+  return `${ids[4] ?? ''}\t${ids[2] ?? ''}\t${ids[5] ?? ''}\t${ev.event.event_time}`;
+}
 
 const RENEW_LUA = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0`;
 const RELEASE_LUA = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
@@ -122,13 +137,21 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
 
   const cache = new Map<string, EntityState>();
   let fresh = opts.fresh ?? false;
-  /** Entity keys changed since the last flush. */
-  const dirty = new Set<string>();
-  /** Dedupe rows (late flag + the row) and label-lookup records not yet written (write-through), or held (behind). */
-  const rows = new Map<string, Buffer>();
-  const lbl = new Map<string, string>();
-  /** Behind: label-lookup records in insertion (event) order with their event time, for pruning. */
-  const lblTime = new Map<string, number>();
+  /** Entity keys changed since the last flush (each once: its state's `dirty` flag is set). */
+  let dirty: string[] = [];
+  const markDirty = (key: string, s: EntityState) => {
+    if (s.dirty) return;
+    s.dirty = true;
+    dirty.push(key);
+  };
+  /*
+   * Dedupe rows and label lookups live on the account's cached state (EntityState.rows and .lb, by
+   * event id): not yet written (write-through), or held (behind). A row points into the engine's own
+   * copy of its batch matrix (never handed out); a lookup is the event itself.
+   */
+  /** Accounts holding rows or lookups not yet written (write-through). */
+  let dirtyAccounts: string[] = [];
+  /** Label lookups consumed by a label, to delete from Redis with the next write (write-through). */
   const lblDeletes = new Set<string>();
   let watermark = 0;
   const counters = { reads: 0, writes: 0, roundTrips: 0 };
@@ -279,18 +302,35 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
     const ops: Op[] = [];
     for (const k of dirty) {
       const s = cache.get(k);
-      if (s) ops.push(['state', `${k}:s`, encodeState(s), keep]);
+      if (!s?.dirty) continue;
+      s.dirty = false;
+      ops.push(['state', `${k}:s`, encodeState(s), keep]);
     }
-    dirty.clear();
+    dirty = [];
     if (mode === 'through') {
-      for (const [k, v] of rows) ops.push(['row', k, v, lim.dedupeHorizonMs]);
-      for (const [k, v] of lbl) ops.push(['lbl', k, v, labelHorizon]);
+      for (const k of dirtyAccounts) {
+        const s = cache.get(k);
+        if (s) heldOps(k, s, ops);
+      }
+      dirtyAccounts = [];
       for (const k of lblDeletes) ops.push(['del', k]);
-      rows.clear();
-      lbl.clear();
       lblDeletes.clear();
     }
     return ops;
+  }
+  /** Moves an account's held dedupe rows and label lookups into write ops. */
+  function heldOps(k: string, s: EntityState, ops: Op[]): void {
+    for (const [id, h] of s.rows!) {
+      // 4 bytes of header keep the Float32 row aligned: [late, 0, 0, 0].
+      const rec = Buffer.allocUnsafe(4 + cols * 4);
+      rec.writeUInt32LE(h.late, 0);
+      Buffer.from(h.m.buffer, h.m.byteOffset + h.o * 4, cols * 4).copy(rec, 4);
+      ops.push(['row', rowKey(k, id), rec, lim.dedupeHorizonMs, k, id]);
+    }
+    for (const [id, ev] of s.lb!)
+      ops.push(['lbl', lblKey(k, id), lblRecord(ev as Lookup), labelHorizon, k, id]);
+    s.rows!.clear();
+    s.lb!.clear();
   }
   function flush(): Promise<void> {
     const ops = takeOps();
@@ -302,10 +342,21 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
         // Not in Redis: keep it all to write with the next flush (states are the cached ones).
         for (const o of ops) {
           if (o[0] === 'del') lblDeletes.add(o[1]);
-          else if (o[0] === 'state') dirty.add(o[1].slice(0, -2));
-          else if (o[0] === 'row') {
-            if (!rows.has(o[1])) rows.set(o[1], o[2]);
-          } else if (!lbl.has(o[1]) && !lblDeletes.has(o[1])) lbl.set(o[1], o[2]);
+          else if (o[0] === 'state') {
+            const k = o[1].slice(0, -2);
+            const s = cache.get(k);
+            if (s) markDirty(k, s);
+          } else {
+            // Held again on the account (still cached: it is dirty, and dirty states are kept).
+            const s = cache.get(o[4]);
+            if (!s) continue;
+            if (!dirtyAccounts.includes(o[4])) dirtyAccounts.push(o[4]);
+            if (o[0] === 'row') {
+              const b = o[2];
+              const m = new Float32Array(b.buffer.slice(b.byteOffset + 4, b.byteOffset + b.length));
+              if (!s.rows!.has(o[5])) s.rows!.set(o[5], { m, o: 0, late: b[0]! });
+            } else if (!s.lb!.has(o[5]) && !lblDeletes.has(o[1])) s.lb!.set(o[5], o[2]);
+          }
         }
         throw e;
       },
@@ -317,26 +368,41 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
   /** Keeps the cache within its bound: flushes, then drops the least recently used states. */
   async function trim(): Promise<void> {
     if (cache.size <= maxCached) return;
-    if (dirty.size) await flush();
+    if (dirty.length) await flush();
     // States written out can be read back; after this the namespace is no longer known to be empty.
     fresh = false;
     // Least recently used first, down to 90 % of the bound.
-    const byUse = [...cache].filter(([k]) => !dirty.has(k)).sort((a, b) => a[1].used - b[1].used);
-    for (const [k] of byUse) {
-      if (cache.size <= maxCached * 0.9) break;
-      cache.delete(k);
+    const byUse = [...cache].filter(([, s]) => !s.dirty).sort((a, b) => a[1].used - b[1].used);
+    const gone: string[] = [];
+    const ops: Op[] = [];
+    for (const [k, s] of byUse) {
+      if (cache.size - gone.length <= maxCached * 0.9) break;
+      gone.push(k);
+      // Behind: what the account holds goes to Redis with it, where lookups find it from now on.
+      if (s.rows && (s.rows.size || s.lb!.size)) heldOps(k, s, ops);
+    }
+    if (ops.length) await write(ops);
+    for (const k of gone) cache.delete(k);
+  }
+
+  /**
+   * Behind: an account's label lookups older than the label horizon can never be used again (a day
+   * of lateness as margin: labels are merged by labelled_at, the watermark is event time).
+   */
+  function pruneLookups(lb: Map<string, unknown>) {
+    for (const [id, ev] of lb) {
+      if (
+        typeof ev !== 'string' &&
+        (ev as ScoringEvent).event.event_time >= watermark - labelHorizon - lateness
+      )
+        break;
+      lb.delete(id);
     }
   }
 
-  /** Behind: label lookups older than the label horizon can never be used again. */
-  function pruneLabelLookups() {
-    // A day of lateness as margin: labels are merged by labelled_at, the watermark is event time.
-    for (const [k, t] of lblTime) {
-      if (t >= watermark - labelHorizon - lateness) break;
-      lblTime.delete(k);
-      lbl.delete(k);
-    }
-  }
+  /** One reusable EntityRaw per entity kind, and the event input: applyEvent fills them per event. */
+  const rawScratch = ENTITIES.map(() => newRaw());
+  const input: EventInput = { t: 0, amount: 0 };
 
   const rowKey = (acctBase: string, eventId: string) => `${acctBase}:q:${eventId}`;
   const lblKey = (acctBase: string, eventId: string) => `${acctBase}:lbl:${eventId}`;
@@ -351,7 +417,8 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
     async computeBatch(events) {
       await ready();
       const n = events.length;
-      const matrix = new Float32Array(n * cols);
+      // The engine's own copy, which held dedupe rows point into; the caller gets another.
+      const own = new Float32Array(n * cols);
       const duplicate = new Uint8Array(n);
       const late = new Uint8Array(n);
       const idsOf: (string | null)[][] = new Array(n);
@@ -373,6 +440,7 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
       // From here to the end of the loop nothing awaits: the batch is computed against one state.
       const fetch: [row: number, key: string][] = [];
       const raws: (EntityRaw | null)[] = new Array(ENTITIES.length);
+      const scratch = rawScratch;
       for (let r = 0; r < n; r++) {
         const ev = events[r]!;
         const e = ev.event;
@@ -380,14 +448,14 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
         const keys = keysOf[r]!;
         const acctKey = keys[0]!;
         const acct = touch(acctKey);
-        const qk = rowKey(acctKey, e.event_id);
-        if (seenBefore(acct, e.event_id, lim)) {
+        const eid = e.event_id;
+        if (seenBefore(acct, eid, lim)) {
           duplicate[r] = 1;
-          const held = rows.get(qk);
+          const held = acct.rows!.get(eid);
           if (held) {
-            late[r] = held[0]!;
-            matrix.set(new Float32Array(held.buffer, held.byteOffset + 4, cols), r * cols);
-          } else fetch.push([r, qk]);
+            late[r] = held.late;
+            own.set(held.m.subarray(held.o, held.o + cols), r * cols);
+          } else fetch.push([r, rowKey(acctKey, eid)]);
           continue;
         }
         if (e.event_time > watermark) watermark = e.event_time;
@@ -401,31 +469,28 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
           }
           const s = k === 0 ? acct : touch(key);
           const role = ENTITIES[k]!.role;
-          const { raw, changed } = applyEvent(
-            s,
-            role,
-            { t: e.event_time, amount: e.amount_minor, dims: role === 'a' ? dims : undefined, loc },
-            lim,
-          );
+          const raw = scratch[k]!;
+          input.t = e.event_time;
+          input.amount = e.amount_minor;
+          input.dims = role === 'a' ? dims : undefined;
+          input.loc = loc;
+          if (applyEvent(s, role, input, lim, raw)) markDirty(key, s);
           raws[k] = raw;
-          if (changed) dirty.add(key);
         }
         const isLate = raws[0]!.late;
         late[r] = isLate ? 1 : 0;
-        assembleRow(ev, raws, matrix, r * cols);
+        assembleRow(ev, raws, own, r * cols);
         // The dedupe record: the late flag and the row, returned unchanged for a repeated event_id.
-        for (const gone of rememberId(acct, e.event_id, lim)) rows.delete(rowKey(acctKey, gone));
-        dirty.add(acctKey);
-        // 4 bytes of header keep the Float32 row aligned: [late, 0, 0, 0].
-        const rec = Buffer.allocUnsafe(4 + cols * 4);
-        rec.fill(0, 0, 4);
-        rec[0] = isLate ? 1 : 0;
-        Buffer.from(matrix.buffer, matrix.byteOffset + r * cols * 4, cols * 4).copy(rec, 4);
-        rows.set(qk, rec);
+        const rows = acct.rows!;
+        // Write-through holds only what is not yet written: older rows are in Redis, with a TTL.
+        for (const g of rememberId(acct, eid, lim)) rows.delete(g);
+        // Nothing held yet since the last write: the account joins the next write's list.
+        if (mode === 'through' && rows.size === 0 && acct.lb!.size === 0) dirtyAccounts.push(acctKey);
+        markDirty(acctKey, acct);
+        rows.set(eid, { m: own, o: r * cols, late: late[r]! });
         if (!isLate) {
-          const lk = lblKey(acctKey, e.event_id);
-          lbl.set(lk, `${ids[4] ?? ''}\t${ids[2] ?? ''}\t${ids[5] ?? ''}\t${e.event_time}`);
-          if (mode === 'behind') lblTime.set(lk, e.event_time);
+          acct.lb!.set(eid, ev);
+          if (mode === 'behind') pruneLookups(acct.lb!);
         }
       }
 
@@ -436,16 +501,15 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
           if (!buf || buf.length !== 4 + cols * 4)
             fail('FEATURE_STORE', `the dedupe record ${k} is missing or malformed`);
           late[r] = buf[0]!;
-          matrix.set(
+          own.set(
             new Float32Array(buf.buffer.slice(buf.byteOffset + 4, buf.byteOffset + buf.length)),
             r * cols,
           );
         });
       }
       if (mode === 'through') await flush();
-      else pruneLabelLookups();
       await trim();
-      return { matrix, rows: n, cols, duplicate, late };
+      return { matrix: own.slice(), rows: n, cols, duplicate, late };
     },
 
     async applyLabels(labels) {
@@ -453,10 +517,11 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
       const fraud = labels.filter((l) => l.label === 'FRAUD');
       if (!fraud.length) return { applied: 0 };
       const keys = fraud.map((l) => lblKey(base(0, l.account_id), l.event_id));
-      // Lookups not held here (write-through keeps none after a flush) are read from Redis.
-      const unknown = [...new Set(keys.filter((k) => !lbl.has(k) && !lblDeletes.has(k)))];
+      const heldOf = (i: number) => cache.get(base(0, fraud[i]!.account_id))?.lb?.get(fraud[i]!.event_id);
+      // Lookups not held here (write-through holds none after a flush) are read from Redis.
+      const unknown = [...new Set(keys.filter((k, i) => heldOf(i) === undefined && !lblDeletes.has(k)))];
       const fetched = new Map<string, string | null>();
-      if (unknown.length && mode === 'through' && !fresh) {
+      if (unknown.length && !fresh) {
         const got = await readBuffers(unknown);
         unknown.forEach((k, i) => fetched.set(k, got[i] ? got[i]!.toString('utf8') : null));
       }
@@ -466,7 +531,9 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
       const found = new Map<string, string>();
       for (let i = 0; i < fraud.length; i++) {
         const k = keys[i]!;
-        const rec = lbl.get(k) ?? (lblDeletes.has(k) ? null : fetched.get(k)) ?? null;
+        const held = heldOf(i) as Lookup | undefined;
+        const rec =
+          held !== undefined ? lblRecord(held) : ((lblDeletes.has(k) ? null : fetched.get(k)) ?? null);
         if (rec === null || found.has(k)) continue;
         const [merchant, device, destination, at] = rec.split('\t');
         // A label for an event older than the label horizon changes nothing.
@@ -490,16 +557,19 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
       for (let i = 0; i < fraud.length; i++) {
         const k = keys[i]!;
         if (!found.has(k) || consumed.has(k) || lblDeletes.has(k)) continue;
-        if (!lbl.has(k) && fetched.get(k) == null) continue;
+        const acct = cache.get(base(0, fraud[i]!.account_id));
+        const isHeld = acct?.lb?.has(fraud[i]!.event_id) ?? false;
+        if (!isHeld && fetched.get(k) == null) continue;
         consumed.add(k);
         applied++;
-        lbl.delete(k);
-        lblTime.delete(k);
-        if (mode === 'through') lblDeletes.add(k);
+        if (isHeld) acct!.lb!.delete(fraud[i]!.event_id);
+        // What Redis holds (written already, or by a trim) is deleted with the next write.
+        if (mode === 'through' || !isHeld) lblDeletes.add(k);
         for (const [li, key] of targets) {
           if (li !== i) continue;
-          applyFraudLabel(touch(key), fraud[i]!.labelled_at, lateness);
-          dirty.add(key);
+          const s = touch(key);
+          applyFraudLabel(s, fraud[i]!.labelled_at, lateness);
+          markDirty(key, s);
         }
       }
       if (mode === 'through') await flush();
