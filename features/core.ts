@@ -415,7 +415,163 @@ export function applyFraudLabel(S: EntityState, labelledAt: number, latenessMs: 
   }
 }
 
-// --- Storage form: compact JSON (arrays, no field names), what Redis holds under `<base>:s`. ----------
+// --- Storage form, what Redis holds under `<base>:s`. ------------------------------------------------
+//
+// v2 (written): a little-endian binary record, so a write costs a few copies rather than JSON.
+//   u8 2 | f64 mx (NaN: none)
+//   per window: f64 c, s, q, m, y, x (NaN: none) | u32 occupied-slot bits | per set bit, low first:
+//     f64 × 5 (bucket key, count, sum, max, sum of squares)
+//   u8 flags (1 dims, 2 location, 4 label buckets, 8 ids)
+//   dims: per dimension u32 n | n × (u16 byte length, utf-8 value, f64 latest time)
+//   location: f64 lat, lon, t
+//   label buckets: per label window u32 n | n × (f64 bucket, f64 count)
+//   ids: u32 n | n × (u16 byte length, utf-8 id, f64 the account's newest time when seen)
+// v1 (still read): compact JSON arrays, starting with `{`.
+
+const V2 = 2;
+let scratch = Buffer.allocUnsafe(1 << 16);
+
+/** Upper bound of a v2 record's size (utf-8 is at most 3 bytes per UTF-16 unit). */
+function v2Bound(S: EntityState): number {
+  let n = 1 + 8 + G.length * (6 * 8 + 4) + RING_LEN * 8 + 1 + 24;
+  const str = (m: Map<string, number>) => {
+    n += 4;
+    for (const k of m.keys()) n += 2 + 3 * k.length + 8;
+  };
+  if (S.d) for (const m of S.d) str(m);
+  if (S.l) for (const m of S.l) n += 4 + m.size * 16;
+  if (S.ids) str(S.ids);
+  return n;
+}
+
+const f64 = (v: number | null) => (v === null ? NaN : v);
+const orNull = (v: number) => (Number.isNaN(v) ? null : v);
+
+export function encodeState(S: EntityState): Buffer {
+  const need = v2Bound(S);
+  if (scratch.length < need) scratch = Buffer.allocUnsafe(Math.max(need, scratch.length * 2));
+  const b = scratch;
+  let o = 0;
+  b[o++] = V2;
+  o = b.writeDoubleLE(f64(S.mx), o);
+  for (let i = 0; i < G.length; i++) {
+    const w = S.w[i]!;
+    o = b.writeDoubleLE(w.c, o);
+    o = b.writeDoubleLE(w.s, o);
+    o = b.writeDoubleLE(w.q, o);
+    o = b.writeDoubleLE(w.m, o);
+    o = b.writeDoubleLE(f64(w.y), o);
+    o = b.writeDoubleLE(f64(w.x), o);
+    o = b.writeUInt32LE(w.k >>> 0, o);
+    const r = w.r;
+    let bits = w.k;
+    while (bits !== 0) {
+      const bit = bits & -bits;
+      bits ^= bit;
+      const at = (31 - Math.clz32(bit)) * SLOT;
+      for (let f = 0; f < SLOT; f++) o = b.writeDoubleLE(r[at + f]!, o);
+    }
+  }
+  b[o++] = (S.d ? 1 : 0) | (S.loc ? 2 : 0) | (S.l ? 4 : 0) | (S.ids ? 8 : 0);
+  const strMap = (m: Map<string, number>) => {
+    o = b.writeUInt32LE(m.size, o);
+    for (const [k, t] of m) {
+      const len = b.write(k, o + 2, 'utf8');
+      // Ids are validated to at most 128 characters; a longer value would not round-trip.
+      if (len > 0xffff) throw new Error(`a feature state value is ${len} bytes long`);
+      b.writeUInt16LE(len, o);
+      o = b.writeDoubleLE(t, o + 2 + len);
+    }
+  };
+  if (S.d) for (const m of S.d) strMap(m);
+  if (S.loc) for (const v of S.loc) o = b.writeDoubleLE(v, o);
+  if (S.l)
+    for (const m of S.l) {
+      o = b.writeUInt32LE(m.size, o);
+      for (const [k, c] of m) {
+        o = b.writeDoubleLE(k, o);
+        o = b.writeDoubleLE(c, o);
+      }
+    }
+  if (S.ids) strMap(S.ids);
+  return Buffer.from(b.subarray(0, o));
+}
+
+export function decodeState(data: Buffer | string, role: EntityDef['role']): EntityState {
+  const b = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+  if (b[0] === 0x7b) return decodeStateV1(b.toString('utf8'), role);
+  if (b[0] !== V2) throw new Error(`unknown feature state format (first byte ${b[0] ?? 'none'})`);
+  const S = newState(role);
+  let o = 1;
+  const need = (n: number) => {
+    if (o + n > b.length) throw new Error(`truncated feature state (${b.length} bytes)`);
+  };
+  const d = () => {
+    need(8);
+    const v = b.readDoubleLE(o);
+    o += 8;
+    return v;
+  };
+  const u32 = () => {
+    need(4);
+    const v = b.readUInt32LE(o);
+    o += 4;
+    return v;
+  };
+  S.mx = orNull(d());
+  for (let i = 0; i < G.length; i++) {
+    const w = S.w[i]!;
+    w.c = d();
+    w.s = d();
+    w.q = d();
+    w.m = d();
+    w.y = orNull(d());
+    w.x = orNull(d());
+    w.k = u32() | 0;
+    let bits = w.k;
+    while (bits !== 0) {
+      const bit = bits & -bits;
+      bits ^= bit;
+      const at = (31 - Math.clz32(bit)) * SLOT;
+      for (let f = 0; f < SLOT; f++) w.r[at + f] = d();
+    }
+  }
+  need(1);
+  const flags = b[o++]!;
+  const strMap = () => {
+    const m = new Map<string, number>();
+    for (let n = u32(); n > 0; n--) {
+      need(2);
+      const len = b.readUInt16LE(o);
+      need(2 + len);
+      const k = b.toString('utf8', o + 2, o + 2 + len);
+      o += 2 + len;
+      m.set(k, d());
+    }
+    return m;
+  };
+  if (flags & 1) {
+    const dm = Array.from({ length: NDIM }, strMap);
+    if (S.d) S.d = dm;
+  }
+  if (flags & 2) S.loc = [d(), d(), d()];
+  if (flags & 4) {
+    S.l = [];
+    for (let j = 0; j < 3; j++) {
+      const m = new Map<number, number>();
+      for (let n = u32(); n > 0; n--) m.set(d(), d());
+      S.l.push(m);
+    }
+  }
+  if (flags & 8) {
+    const ids = strMap();
+    if (S.ids) S.ids = ids;
+  }
+  if (o !== b.length) throw new Error(`feature state has ${b.length - o} bytes after its end`);
+  return S;
+}
+
+// v1: compact JSON (arrays, no field names), read only.
 
 type WinJson = [c: number, s: number, q: number, m: number, y: number | null, x: number | null, b: number[]];
 interface StateJson {
@@ -428,31 +584,7 @@ interface StateJson {
   ids?: [string, number][];
 }
 
-export function encodeState(S: EntityState): string {
-  const j: StateJson = {
-    v: 1,
-    mx: S.mx,
-    w: S.w.map((w, i) => {
-      const n = G[i]![1];
-      const flat: number[] = [];
-      const r = w.r;
-      // The occupied slots only: the buckets of the current window.
-      for (let slot = 0; slot < n; slot++) {
-        if ((w.k & (1 << slot)) === 0) continue;
-        const o = slot * SLOT;
-        flat.push(r[o]!, r[o + 1]!, r[o + 2]!, r[o + 3]!, r[o + 4]!);
-      }
-      return [w.c, w.s, w.q, w.m, w.y, w.x, flat];
-    }),
-  };
-  if (S.d) j.d = S.d.map((m) => [...m]);
-  if (S.loc) j.loc = S.loc;
-  if (S.l) j.l = S.l.map((m) => [...m]);
-  if (S.ids) j.ids = [...S.ids];
-  return JSON.stringify(j);
-}
-
-export function decodeState(text: string, role: EntityDef['role']): EntityState {
+function decodeStateV1(text: string, role: EntityDef['role']): EntityState {
   const j = JSON.parse(text) as StateJson;
   if (j.v !== 1 || !Array.isArray(j.w) || j.w.length !== G.length)
     throw new Error(`unknown feature state format (v=${String(j.v)})`);

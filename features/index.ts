@@ -23,3 +23,4 @@ export {
   type WindowDef,
 } from './spec.js';
 export { assembleRow, entityIds, haversineKm, type EntityRaw } from './assemble.js';
+export { decodeState, encodeState } from './core.js';

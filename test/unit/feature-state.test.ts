@@ -1,0 +1,83 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import {
+  applyEvent,
+  applyFraudLabel,
+  decodeState,
+  encodeState,
+  newRaw,
+  newState,
+  rememberId,
+  type EngineLimits,
+} from '../../features/core.js';
+
+const DAY = 86_400_000;
+const lim: EngineLimits = { allowedLatenessMs: DAY, dedupeHorizonMs: 7 * DAY };
+const T0 = Date.UTC(2026, 0, 1);
+
+const eventArb = fc.record({
+  dt: fc.integer({ min: -2 * DAY, max: 3 * DAY }),
+  amount: fc.integer({ min: 0, max: 5_000_000 }),
+  dims: fc.array(fc.option(fc.string({ unit: 'grapheme', maxLength: 12 }), { nil: null }), {
+    minLength: 5,
+    maxLength: 5,
+  }),
+  located: fc.boolean(),
+  id: fc.string({ unit: 'grapheme', minLength: 1, maxLength: 20 }),
+  label: fc.boolean(),
+});
+
+describe('feature state storage form (v2 binary)', () => {
+  it('round-trips any state: same bytes again, and the same features for the next event', () => {
+    fc.assert(
+      fc.property(
+        fc.constantFrom('a', 'l', 'p' as const),
+        fc.array(eventArb, { maxLength: 60 }),
+        eventArb,
+        (role, evs, next) => {
+          const S = newState(role);
+          let t = T0;
+          for (const e of evs) {
+            t = Math.max(T0, t + e.dt);
+            const input = {
+              t,
+              amount: e.amount,
+              dims: e.dims,
+              loc: e.located ? ([51.5, -0.12] as const) : null,
+            };
+            applyEvent(S, role, input, lim);
+            if (role === 'a') rememberId(S, e.id, lim);
+            if (role === 'l' && e.label) applyFraudLabel(S, t + DAY, lim.allowedLatenessMs);
+          }
+          const bytes = encodeState(S);
+          const back = decodeState(bytes, role);
+          expect(Buffer.compare(encodeState(back), bytes)).toBe(0);
+          const input = { t: t + next.dt, amount: next.amount, dims: next.dims, loc: null };
+          const a = newRaw();
+          const b = newRaw();
+          expect(applyEvent(back, role, input, lim, b)).toBe(applyEvent(S, role, input, lim, a));
+          expect(b).toEqual(a);
+          expect(Buffer.compare(encodeState(back), encodeState(S))).toBe(0);
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+
+  it('still reads the v1 JSON form, and refuses unknown or truncated records', () => {
+    const v1 = JSON.stringify({
+      v: 1,
+      mx: T0,
+      w: [0, 1, 2, 3, 4, 5].map(() => [1, 250, 0, 250, 0, 0, [0, 1, 250, 250, 0]]),
+      ids: [['e1', T0]],
+    });
+    const S = decodeState(v1, 'a');
+    expect(S.mx).toBe(T0);
+    expect(S.w[5]!.s).toBe(250);
+    expect(S.ids!.get('e1')).toBe(T0);
+    expect(() => decodeState(Buffer.from([9, 0, 0]), 'a')).toThrow(/unknown feature state format/);
+    const bytes = encodeState(S);
+    expect(() => decodeState(bytes.subarray(0, bytes.length - 3), 'a')).toThrow(/truncated/);
+    expect(() => decodeState(Buffer.concat([bytes, Buffer.from([0])]), 'a')).toThrow(/after its end/);
+  });
+});
