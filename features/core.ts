@@ -178,18 +178,6 @@ function sumBuckets(w: Win, lo: number, hi: number): Float64Array {
   return acc;
 }
 
-/** Drops the window's buckets in [lo, hi] from the occupied set (they have left the window). */
-function release(w: Win, lo: number, hi: number): void {
-  const r = w.r;
-  let bits = w.k;
-  while (bits !== 0) {
-    const bit = bits & -bits;
-    bits ^= bit;
-    const k = r[(31 - Math.clz32(bit)) * SLOT]!;
-    if (k >= lo && k <= hi) w.k &= ~bit;
-  }
-}
-
 /**
  * Reads the entity's features for an event from the history before it into `raw` (reused by the
  * caller: no allocation per event), then adds the event unless it is later than the allowed lateness.
@@ -232,12 +220,19 @@ export function applyEvent(
       w.k = 0;
       fc = fs = fm = fq = 0;
     } else if (B > x) {
-      // Slide: drop buckets [x-n+1, B-n] from the running aggregate.
-      const a = sumBuckets(w, x - n + 1, B - n);
-      w.c -= a[0]!;
-      w.s -= a[1]!;
-      w.q -= a[4]!;
-      release(w, x - n + 1, B - n);
+      // Slide: drop buckets [x-n+1, B-n] from the running aggregate. Bucket k can only be in slot
+      // k mod n, so the B-x (< n) leaving buckets are looked up directly.
+      const r = w.r;
+      for (let k = x - n + 1; k <= B - n; k++) {
+        const slot = k % n;
+        const bit = 1 << slot;
+        const o = slot * SLOT;
+        if ((w.k & bit) === 0 || r[o] !== k) continue;
+        w.c -= r[o + 1]!;
+        w.s -= r[o + 2]!;
+        w.q -= r[o + 4]!;
+        w.k &= ~bit;
+      }
       if (w.y !== null && w.y <= B - n) {
         const a = sumBuckets(w, B - n + 1, x);
         w.m = a[2]!;
