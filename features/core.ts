@@ -367,10 +367,19 @@ export function applyEvent(
       if (dimOldest[i]! < forget) for (const [k, lt] of dm) if (lt < forget) dm.delete(k);
     }
     const loc = ev.loc;
-    if (loc && (!S.loc || t >= S.loc[2])) S.loc = [loc[0], loc[1], t];
+    if (loc && (!S.loc || t >= S.loc[2])) {
+      if (S.loc) {
+        S.loc[0] = loc[0];
+        S.loc[1] = loc[1];
+        S.loc[2] = t;
+      } else S.loc = [loc[0], loc[1], t];
+    }
   }
   return true;
 }
+
+/** rememberId's answer when nothing is forgotten (most calls): no array per call. */
+const NONE: string[] = [];
 
 /** Whether the account has seen this event id within the dedupe horizon (of its own event time). */
 export function seenBefore(S: EntityState, eventId: string, lim: EngineLimits): boolean {
@@ -385,12 +394,13 @@ export function seenBefore(S: EntityState, eventId: string, lim: EngineLimits): 
 export function rememberId(S: EntityState, eventId: string, lim: EngineLimits): string[] {
   const now = S.mx ?? 0;
   S.ids!.set(eventId, now);
-  const gone: string[] = [];
+  let gone: string[] = NONE;
   const before = now - lim.dedupeHorizonMs;
   for (const [id, at] of S.ids!) {
     // Insertion order is mostly time order: stop at the first id still inside the horizon.
     if (at >= before) break;
     S.ids!.delete(id);
+    if (gone === NONE) gone = [];
     gone.push(id);
   }
   return gone;

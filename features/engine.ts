@@ -433,6 +433,8 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
   /** One reusable EntityRaw per entity kind, and the event input: applyEvent fills them per event. */
   const rawScratch = ENTITIES.map(() => newRaw());
   const input: EventInput = { t: 0, amount: 0 };
+  const dims: (string | null | undefined)[] = [null, null, null, null, null];
+  const locScratch: [number, number] = [0, 0];
 
   const rowKey = (acctBase: string, eventId: string) => `${acctBase}:q:${eventId}`;
   const lblKey = (acctBase: string, eventId: string) => `${acctBase}:lbl:${eventId}`;
@@ -489,8 +491,18 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
           continue;
         }
         if (e.event_time > watermark) watermark = e.event_time;
-        const dims = [ids[1], ids[4], ids[2], ids[5], e.country];
-        const loc = e.lat !== null && e.lon !== null ? ([e.lat, e.lon] as const) : null;
+        // Account dimensions: instrument, merchant, device, destination, country (reused per event).
+        dims[0] = ids[1];
+        dims[1] = ids[4];
+        dims[2] = ids[2];
+        dims[3] = ids[5];
+        dims[4] = e.country;
+        let loc: [number, number] | null = null;
+        if (e.lat !== null && e.lon !== null) {
+          loc = locScratch;
+          loc[0] = e.lat;
+          loc[1] = e.lon;
+        }
         for (let k = 0; k < ENTITIES.length; k++) {
           const key = keys[k];
           if (!key) {
