@@ -422,84 +422,184 @@ export function applyFraudLabel(S: EntityState, labelledAt: number, latenessMs: 
 
 // --- Storage form, what Redis holds under `<base>:s`. ------------------------------------------------
 //
-// v2 (written): a little-endian binary record, so a write costs a few copies rather than JSON.
-//   u8 2 | f64 mx (NaN: none)
-//   per window: f64 c, s, q, m, y, x (NaN: none) | u32 occupied-slot bits | per set bit, low first:
-//     f64 × 5 (bucket key, count, sum, max, sum of squares)
-//   u8 flags (1 dims, 2 location, 4 label buckets, 8 ids)
-//   dims: per dimension u32 n | n × (u16 byte length, utf-8 value, f64 latest time)
-//   location: f64 lat, lon, t
-//   label buckets: per label window u32 n | n × (f64 bucket, f64 count)
-//   ids: u32 n | n × (u16 byte length, utf-8 id, f64 the account's newest time when seen)
+// v2 (written): a compact binary record. Its size, not its field count, is what a write costs (the
+// bytes go through the client, the write script and Redis's allocator), so numbers are varints:
+//   num(v): a safe non-negative integer below 2^52 as varint(2v); anything else varint(1), then f64 LE
+//   time(t): zigzag varint of (mx - t), mx the entity's newest time (0 when none)
+//   bucket(k) in a window: zigzag varint of (x - k), x the window's newest bucket
+//   u8 2 | u8 flags (1 mx, 2 dims, 4 location, 8 label buckets, 16 ids) | [f64 mx]
+//   per window: varint(x + 1) (0: none) | num c, s, q, m | varint y: 0 none, else bucket(y) + 1 |
+//     varint occupied-slot bits | per set bit, low first: bucket(key), num count, sum, max, sumsq
+//   dims: per dimension varint n | n × (varint byte length, utf-8 value, time)
+//   location: f64 lat, f64 lon, time
+//   label buckets: per label window varint n | n × (zigzag varint bucket, num count)
+//   ids: varint n | n × (varint byte length, utf-8 id, time of the account's newest event when seen)
 // v1 (still read): compact JSON arrays, starting with `{`.
 
 const V2 = 2;
 let scratch = Buffer.allocUnsafe(1 << 16);
 
-/** Upper bound of a v2 record's size (utf-8 is at most 3 bytes per UTF-16 unit). */
+/** Upper bound of a v2 record's size: 9 bytes per num (or 10 + 8 for a double), utf-8 ≤ 3 bytes per unit. */
 function v2Bound(S: EntityState): number {
-  let n = 1 + 8 + G.length * (6 * 8 + 4) + RING_LEN * 8 + 1 + 24;
+  let n = 2 + 8 + G.length * (10 + 5 * 18 + 6) + RING_LEN * 18 + 30;
   const str = (m: Map<string, number>) => {
-    n += 4;
-    for (const k of m.keys()) n += 2 + 3 * k.length + 8;
+    n += 10;
+    for (const k of m.keys()) n += 10 + 3 * k.length + 10;
   };
   if (S.d) for (const m of S.d) str(m);
-  if (S.l) for (const m of S.l) n += 4 + m.size * 16;
+  if (S.l) for (const m of S.l) n += 10 + m.size * 28;
   if (S.ids) str(S.ids);
   return n;
 }
 
-const f64 = (v: number | null) => (v === null ? NaN : v);
-const orNull = (v: number) => (Number.isNaN(v) ? null : v);
+const TWO52 = 2 ** 52;
+const zz = (v: number) => (v >= 0 ? 2 * v : -2 * v - 1);
+const unzz = (u: number) => (u % 2 === 0 ? u / 2 : -(u + 1) / 2);
+
+/** Encodes into a scratch buffer; `o` is the write offset. */
+class Writer {
+  b: Buffer;
+  o = 0;
+  constructor(b: Buffer) {
+    this.b = b;
+  }
+  u8(v: number) {
+    this.b[this.o++] = v;
+  }
+  varint(v: number) {
+    const b = this.b;
+    while (v >= 128) {
+      b[this.o++] = (v % 128) | 128;
+      v = Math.floor(v / 128);
+    }
+    b[this.o++] = v;
+  }
+  zigzag(v: number) {
+    this.varint(zz(v));
+  }
+  f64(v: number) {
+    this.o = this.b.writeDoubleLE(v, this.o);
+  }
+  num(v: number) {
+    if (v >= 0 && v < TWO52 && Number.isInteger(v)) this.varint(2 * v);
+    else {
+      this.u8(1);
+      this.f64(v);
+    }
+  }
+  str(v: string) {
+    // A varint length of at most 2 bytes is reserved; ids are validated to 128 characters.
+    const len = this.b.write(v, this.o + 2, 'utf8');
+    if (len >= 1 << 14) throw new Error(`a feature state value is ${len} bytes long`);
+    this.b[this.o] = (len % 128) | 128;
+    this.b[this.o + 1] = Math.floor(len / 128);
+    this.o += 2 + len;
+  }
+}
+
+class Reader {
+  o = 0;
+  constructor(readonly b: Buffer) {}
+  private need(n: number) {
+    if (this.o + n > this.b.length) throw new Error(`truncated feature state (${this.b.length} bytes)`);
+  }
+  u8(): number {
+    this.need(1);
+    return this.b[this.o++]!;
+  }
+  varint(): number {
+    let v = 0;
+    let mul = 1;
+    for (let i = 0; ; i++) {
+      if (i > 8) throw new Error('malformed feature state (varint too long)');
+      const x = this.u8();
+      v += (x & 127) * mul;
+      if (x < 128) return v;
+      mul *= 128;
+    }
+  }
+  zigzag(): number {
+    return unzz(this.varint());
+  }
+  f64(): number {
+    this.need(8);
+    const v = this.b.readDoubleLE(this.o);
+    this.o += 8;
+    return v;
+  }
+  num(): number {
+    const u = this.varint();
+    if (u === 1) return this.f64();
+    if (u % 2 !== 0) throw new Error('malformed feature state (number)');
+    return u / 2;
+  }
+  str(): string {
+    const len = this.varint();
+    this.need(len);
+    const v = this.b.toString('utf8', this.o, this.o + len);
+    this.o += len;
+    return v;
+  }
+}
 
 export function encodeState(S: EntityState): Buffer {
   const need = v2Bound(S);
   if (scratch.length < need) scratch = Buffer.allocUnsafe(Math.max(need, scratch.length * 2));
-  const b = scratch;
-  let o = 0;
-  b[o++] = V2;
-  o = b.writeDoubleLE(f64(S.mx), o);
+  const w = new Writer(scratch);
+  const mx = S.mx ?? 0;
+  w.u8(V2);
+  w.u8((S.mx !== null ? 1 : 0) | (S.d ? 2 : 0) | (S.loc ? 4 : 0) | (S.l ? 8 : 0) | (S.ids ? 16 : 0));
+  if (S.mx !== null) w.f64(S.mx);
   for (let i = 0; i < G.length; i++) {
-    const w = S.w[i]!;
-    o = b.writeDoubleLE(w.c, o);
-    o = b.writeDoubleLE(w.s, o);
-    o = b.writeDoubleLE(w.q, o);
-    o = b.writeDoubleLE(w.m, o);
-    o = b.writeDoubleLE(f64(w.y), o);
-    o = b.writeDoubleLE(f64(w.x), o);
-    o = b.writeUInt32LE(w.k >>> 0, o);
-    const r = w.r;
-    let bits = w.k;
+    const win = S.w[i]!;
+    const x = win.x;
+    if (x === null) {
+      w.varint(0);
+      continue;
+    }
+    w.varint(x + 1);
+    w.num(win.c);
+    w.num(win.s);
+    w.num(win.q);
+    w.num(win.m);
+    w.varint(win.y === null ? 0 : zz(x - win.y) + 1);
+    w.varint(win.k >>> 0);
+    const r = win.r;
+    let bits = win.k;
     while (bits !== 0) {
       const bit = bits & -bits;
       bits ^= bit;
       const at = (31 - Math.clz32(bit)) * SLOT;
-      for (let f = 0; f < SLOT; f++) o = b.writeDoubleLE(r[at + f]!, o);
+      w.zigzag(x - r[at]!);
+      w.num(r[at + 1]!);
+      w.num(r[at + 2]!);
+      w.num(r[at + 3]!);
+      w.num(r[at + 4]!);
     }
   }
-  b[o++] = (S.d ? 1 : 0) | (S.loc ? 2 : 0) | (S.l ? 4 : 0) | (S.ids ? 8 : 0);
   const strMap = (m: Map<string, number>) => {
-    o = b.writeUInt32LE(m.size, o);
+    w.varint(m.size);
     for (const [k, t] of m) {
-      const len = b.write(k, o + 2, 'utf8');
-      // Ids are validated to at most 128 characters; a longer value would not round-trip.
-      if (len > 0xffff) throw new Error(`a feature state value is ${len} bytes long`);
-      b.writeUInt16LE(len, o);
-      o = b.writeDoubleLE(t, o + 2 + len);
+      w.str(k);
+      w.zigzag(mx - t);
     }
   };
   if (S.d) for (const m of S.d) strMap(m);
-  if (S.loc) for (const v of S.loc) o = b.writeDoubleLE(v, o);
+  if (S.loc) {
+    w.f64(S.loc[0]);
+    w.f64(S.loc[1]);
+    w.zigzag(mx - S.loc[2]);
+  }
   if (S.l)
     for (const m of S.l) {
-      o = b.writeUInt32LE(m.size, o);
+      w.varint(m.size);
       for (const [k, c] of m) {
-        o = b.writeDoubleLE(k, o);
-        o = b.writeDoubleLE(c, o);
+        w.zigzag(k);
+        w.num(c);
       }
     }
   if (S.ids) strMap(S.ids);
-  return Buffer.from(b.subarray(0, o));
+  return Buffer.from(scratch.subarray(0, w.o));
 }
 
 export function decodeState(data: Buffer | string, role: EntityDef['role']): EntityState {
@@ -507,72 +607,69 @@ export function decodeState(data: Buffer | string, role: EntityDef['role']): Ent
   if (b[0] === 0x7b) return decodeStateV1(b.toString('utf8'), role);
   if (b[0] !== V2) throw new Error(`unknown feature state format (first byte ${b[0] ?? 'none'})`);
   const S = newState(role);
-  let o = 1;
-  const need = (n: number) => {
-    if (o + n > b.length) throw new Error(`truncated feature state (${b.length} bytes)`);
-  };
-  const d = () => {
-    need(8);
-    const v = b.readDoubleLE(o);
-    o += 8;
-    return v;
-  };
-  const u32 = () => {
-    need(4);
-    const v = b.readUInt32LE(o);
-    o += 4;
-    return v;
-  };
-  S.mx = orNull(d());
+  const rd = new Reader(b);
+  rd.u8();
+  const flags = rd.u8();
+  S.mx = flags & 1 ? rd.f64() : null;
+  const mx = S.mx ?? 0;
   for (let i = 0; i < G.length; i++) {
     const w = S.w[i]!;
-    w.c = d();
-    w.s = d();
-    w.q = d();
-    w.m = d();
-    w.y = orNull(d());
-    w.x = orNull(d());
-    w.k = u32() | 0;
+    const x1 = rd.varint();
+    if (x1 === 0) continue;
+    const x = x1 - 1;
+    w.x = x;
+    w.c = rd.num();
+    w.s = rd.num();
+    w.q = rd.num();
+    w.m = rd.num();
+    const y1 = rd.varint();
+    w.y = y1 === 0 ? null : x - unzz(y1 - 1);
+    w.k = rd.varint() | 0;
     let bits = w.k;
     while (bits !== 0) {
       const bit = bits & -bits;
       bits ^= bit;
       const at = (31 - Math.clz32(bit)) * SLOT;
-      for (let f = 0; f < SLOT; f++) w.r[at + f] = d();
+      w.r[at] = x - rd.zigzag();
+      w.r[at + 1] = rd.num();
+      w.r[at + 2] = rd.num();
+      w.r[at + 3] = rd.num();
+      w.r[at + 4] = rd.num();
     }
   }
-  need(1);
-  const flags = b[o++]!;
   const strMap = () => {
     const m = new Map<string, number>();
-    for (let n = u32(); n > 0; n--) {
-      need(2);
-      const len = b.readUInt16LE(o);
-      need(2 + len);
-      const k = b.toString('utf8', o + 2, o + 2 + len);
-      o += 2 + len;
-      m.set(k, d());
+    for (let n = rd.varint(); n > 0; n--) {
+      const k = rd.str();
+      m.set(k, mx - rd.zigzag());
     }
     return m;
   };
-  if (flags & 1) {
+  if (flags & 2) {
     const dm = Array.from({ length: NDIM }, strMap);
     if (S.d) S.d = dm;
   }
-  if (flags & 2) S.loc = [d(), d(), d()];
   if (flags & 4) {
+    const lat = rd.f64();
+    const lon = rd.f64();
+    S.loc = [lat, lon, mx - rd.zigzag()];
+  }
+  if (flags & 8) {
     S.l = [];
     for (let j = 0; j < 3; j++) {
       const m = new Map<number, number>();
-      for (let n = u32(); n > 0; n--) m.set(d(), d());
+      for (let n = rd.varint(); n > 0; n--) {
+        const k = rd.zigzag();
+        m.set(k, rd.num());
+      }
       S.l.push(m);
     }
   }
-  if (flags & 8) {
+  if (flags & 16) {
     const ids = strMap();
     if (S.ids) S.ids = ids;
   }
-  if (o !== b.length) throw new Error(`feature state has ${b.length - o} bytes after its end`);
+  if (rd.o !== b.length) throw new Error(`feature state has ${b.length - rd.o} bytes after its end`);
   return S;
 }
 
