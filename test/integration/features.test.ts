@@ -378,6 +378,26 @@ describe('feature engine on a real Redis', () => {
     expect(await r.keys(`${ns}:bad:*:q:*`)).toHaveLength(0);
   });
 
+  it("returns a duplicate's stored row after a restart, and refuses a malformed one by key", async () => {
+    const prefix = `${ns}:row:`;
+    const first = createFeatureEngine({ redis: r, prefix });
+    const a = await first.computeBatch([pay('row1', T0, 100), pay('row2', T0 + MIN, 250)]);
+    await first.close();
+    const again = createFeatureEngine({ redis: r, prefix });
+    const b = await again.computeBatch([pay('row2', T0 + MIN, 250)]);
+    expect(b.duplicate[0]).toBe(1);
+    expect(Array.from(b.matrix)).toEqual(Array.from(a.matrix.subarray(a.cols, 2 * a.cols)));
+    const key = `${prefix}{a:${samplePayment().account_id}}:q:row1`;
+    await r.set(key, Buffer.from([0, 1, 2]));
+    await again.close();
+    const third = createFeatureEngine({ redis: r, prefix });
+    await expect(third.computeBatch([pay('row1', T0, 100)])).rejects.toMatchObject({
+      code: 'FS_ERR_FEATURE_STORE',
+      message: expect.stringContaining(key),
+    });
+    await third.close();
+  });
+
   it('lets one process at a time compute a namespace, and hands it over on close', async () => {
     const a = createFeatureEngine({ redis: r, prefix: `${ns}:lease:`, leaseMs: 1000 });
     const b = createFeatureEngine({ redis: r, prefix: `${ns}:lease:`, leaseMs: 1000 });
