@@ -45,6 +45,8 @@ const topicsFor = (name: string) => ({
   labels: `${run}-${name}-labels`,
   decisions: `${run}-${name}-decisions`,
   deadLetter: `${run}-${name}-dlq`,
+  /** The passthrough's output: not the decisions topic, which the scorer's review queue reads. */
+  passthrough: `${run}-${name}-passthrough`,
 });
 
 /** Loads `n` simulated events (both types) onto the input topics. */
@@ -121,7 +123,7 @@ async function passthrough(admin: Admin, topics: ReturnType<typeof topicsFor>, t
         const chunk = batch.messages.slice(s, s + 512);
         await producer.sendBatch({
           topicMessages: [
-            { topic: topics.decisions, messages: chunk.map((m) => ({ key: m.key, value: m.value })) },
+            { topic: topics.passthrough, messages: chunk.map((m) => ({ key: m.key, value: m.value })) },
           ],
           acks: -1,
         });

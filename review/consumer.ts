@@ -54,7 +54,11 @@ export function createReviewConsumer(opts: ReviewConsumerOptions): ReviewConsume
             if (!m.value) continue;
             try {
               if (topic === topics.decisions)
-                store.addDecision(schemas.codec.decode<Decision>(m.value, [RecordNames.Decision]).value);
+                store.addDecision(
+                  // The queue never reads the feature vector: skipped, not built.
+                  schemas.codec.decode<Decision>(m.value, [RecordNames.Decision], { skip: ['features'] })
+                    .value,
+                );
               else if (topic === topics.labels)
                 store.applyLabel(schemas.codec.decode<Label>(m.value, [RecordNames.Label]).value);
               else store.addEvent(schemas.decodeEvent(m.value, Date.now()));

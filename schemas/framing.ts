@@ -1,4 +1,4 @@
-import type avro from 'avsc';
+import avro from 'avsc';
 import { fail, FraudstreamError } from '../lib/errors.js';
 import type { SchemaCatalog } from './catalog.js';
 
@@ -21,18 +21,43 @@ export interface FramedCodec {
    * schema of the same name, or of `expect` when given (FS_ERR_UNEXPECTED_SCHEMA if the writer's record
    * has another name).
    */
-  decode<T = unknown>(buf: Buffer, expect?: readonly string[]): Decoded<T>;
+  decode<T = unknown>(buf: Buffer, expect?: readonly string[], opts?: DecodeOptions): Decoded<T>;
+}
+
+export interface DecodeOptions {
+  /**
+   * Top-level fields of the reader's record not to materialise (skipped in the body, absent from the
+   * value): a consumer that never reads a decision's feature vector need not build 196 numbers.
+   */
+  skip?: readonly string[];
 }
 
 export function createFramedCodec(catalog: SchemaCatalog): FramedCodec {
-  const resolvers = new Map<number, { name: string; reader: avro.Type; resolver: avro.Resolver | null }>();
+  const resolvers = new Map<
+    number | string,
+    { name: string; reader: avro.Type; resolver: avro.Resolver | null }
+  >();
 
-  const resolverFor = (schemaId: number) => {
-    let r = resolvers.get(schemaId);
+  const projected = new Map<string, avro.Type>();
+  /** The newest schema of `name` without the `skip` fields. */
+  const projection = (name: string, skip: readonly string[]): avro.Type => {
+    const key = `${name}|${skip.join(',')}`;
+    let t = projected.get(key);
+    if (!t) {
+      const schema = catalog.reader(name).schema() as avro.schema.RecordType;
+      t = avro.Type.forSchema({ ...schema, fields: schema.fields.filter((f) => !skip.includes(f.name)) });
+      projected.set(key, t);
+    }
+    return t;
+  };
+
+  const resolverFor = (schemaId: number, skip?: readonly string[]) => {
+    const cacheKey = skip?.length ? `${schemaId}|${skip.join(',')}` : schemaId;
+    let r = resolvers.get(cacheKey);
     if (r) return r;
     const writer = catalog.byId(schemaId);
     const name = writer.name as string;
-    const reader = catalog.reader(name);
+    const reader = skip?.length ? projection(name, skip) : catalog.reader(name);
     let resolver: avro.Resolver | null = null;
     if (reader !== writer) {
       try {
@@ -47,7 +72,7 @@ export function createFramedCodec(catalog: SchemaCatalog): FramedCodec {
       }
     }
     r = { name, reader, resolver };
-    resolvers.set(schemaId, r);
+    resolvers.set(cacheKey, r);
     return r;
   };
 
@@ -75,13 +100,13 @@ export function createFramedCodec(catalog: SchemaCatalog): FramedCodec {
       return out;
     },
 
-    decode<T>(buf: Buffer, expect?: readonly string[]): Decoded<T> {
+    decode<T>(buf: Buffer, expect?: readonly string[], opts?: DecodeOptions): Decoded<T> {
       if (buf.length === 0) fail('TRUNCATED_PAYLOAD', 'empty payload');
       if (buf[0] !== MAGIC_BYTE) fail('BAD_MAGIC_BYTE', `got 0x${buf[0]!.toString(16).padStart(2, '0')}`);
       if (buf.length < HEADER_BYTES)
         fail('TRUNCATED_PAYLOAD', `${buf.length} bytes, the header alone is ${HEADER_BYTES}`);
       const schemaId = buf.readInt32BE(1);
-      const { name, reader, resolver } = resolverFor(schemaId);
+      const { name, reader, resolver } = resolverFor(schemaId, opts?.skip);
       if (expect && !expect.includes(name)) {
         fail('UNEXPECTED_SCHEMA', `got ${name} (id ${schemaId}), expected ${expect.join(' or ')}`, {
           schemaId,

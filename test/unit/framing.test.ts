@@ -54,6 +54,36 @@ describe('Confluent framing', () => {
     );
   });
 
+  it('skips fields a consumer does not read, and decodes the rest unchanged', () => {
+    const d = {
+      event_id: 'e1',
+      event_type: 'PAYMENT',
+      account_id: 'a1',
+      event_time: 1_764_000_000_000,
+      amount_minor: 100,
+      currency: 'EUR',
+      outcome: 'FLAG',
+      score: 0.5,
+      model_version: 'm',
+      policy_version: 'p',
+      reasons: ['SCORE_ABOVE_THRESHOLD'],
+      decided_at: 1_764_000_000_010,
+      latency_us: 1,
+      feature_spec: 's',
+      features: [0.25, 0, 3],
+      challenger_score: null,
+      challenger_version: null,
+    };
+    const buf = codec.encode(RecordNames.Decision, d);
+    const full = { ...codec.decode<object>(buf, [RecordNames.Decision]).value };
+    expect(full).toEqual(d);
+    const lean = { ...codec.decode<object>(buf, [RecordNames.Decision], { skip: ['features'] }).value };
+    const { features: _, ...rest } = d;
+    expect(lean).toEqual(rest);
+    // The cache keeps the full and the projected readers apart.
+    expect({ ...codec.decode<object>(buf, [RecordNames.Decision]).value }).toEqual(d);
+  });
+
   it('refuses a record of another type where one type is expected', () => {
     const buf = codec.encode(RecordNames.WithdrawalEvent, sampleWithdrawal());
     expect(codeOf(() => codec.decode(buf, [RecordNames.PaymentEvent]))).toBe('FS_ERR_UNEXPECTED_SCHEMA');
