@@ -82,7 +82,8 @@ export const keepMs = (latenessMs: number) => 30 * DAY_MS + latenessMs + DAY_MS;
 /** Ring offsets of each window inside one per-entity buffer (one allocation, contiguous in memory). */
 const RING_AT: number[] = [];
 const RING_LEN = G.reduce((at, [, n]) => (RING_AT.push(at), at + n * SLOT), 0);
-const newRings = () => new Float64Array(RING_LEN).fill(-1);
+// Zeroed: a slot holds a bucket only while its occupied bit is set (bucket 0 is never an event's: 1970).
+const newRings = () => new Float64Array(RING_LEN);
 const ring = (buf: Float64Array, i: number) => buf.subarray(RING_AT[i]!, RING_AT[i]! + G[i]![1] * SLOT);
 const newWin = (buf: Float64Array, i: number): Win => ({
   c: 0,
