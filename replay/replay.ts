@@ -23,7 +23,13 @@ import { countContainerRecords, readStream } from './files.js';
 import { renderReportHtml } from './html.js';
 import { readKafkaRange, type KafkaRangeOptions } from './kafka.js';
 import { mergeByEventTime } from './merge.js';
-import { createOutcomeCollector, modelReport, type ModelReport, type OutcomeCollector } from './report.js';
+import {
+  createOutcomeCollector,
+  modelReport,
+  type ModelReport,
+  type OutcomeCollector,
+  type OutcomeRow,
+} from './report.js';
 
 export const INPUT_FILES = STREAM_FILES;
 
@@ -240,6 +246,16 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayResult> {
       return { matrix: res.matrix, decisions: res.decisions, ...(ch ? { challenger: ch } : {}) };
     };
 
+    const outcomeRow: OutcomeRow = {
+      score: 0,
+      flagged: false,
+      label: 0,
+      amountMinor: 0,
+      currency: '',
+      eventType: '',
+      eventTime: 0,
+      scenario: null,
+    };
     const write = async (batch: ScoringEvent[], c: Computed) => {
       const { matrix } = c;
       if (c.decisions) {
@@ -248,22 +264,22 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayResult> {
           const d = c.decisions[i]!;
           const e = batch[i]!;
           await decisionsOut!.append(d);
-          const row = {
-            label: (finalLabel.get(d.event_id)?.label === 'FRAUD' ? 1 : 0) as 0 | 1,
-            amountMinor: e.event.amount_minor,
-            currency: e.event.currency,
-            eventType: e.type,
-            eventTime: e.event.event_time,
-            scenario: input.scenarios?.get(d.event_id) ?? null,
-          };
-          outcomes[0]!.push({ ...row, score: d.score, flagged: d.outcome === 'FLAG' });
+          // One row object, refilled per event (push copies it into columns).
+          const row = outcomeRow;
+          row.label = finalLabel.get(d.event_id)?.label === 'FRAUD' ? 1 : 0;
+          row.amountMinor = e.event.amount_minor;
+          row.currency = e.event.currency;
+          row.eventType = e.type;
+          row.eventTime = e.event.event_time;
+          row.scenario = input.scenarios?.get(d.event_id) ?? null;
+          row.score = d.score;
+          row.flagged = d.outcome === 'FLAG';
+          outcomes[0]!.push(row);
           if (ch) {
             const s = Math.min(1, Math.max(0, ch[i]!));
-            outcomes[1]!.push({
-              ...row,
-              score: s,
-              flagged: opts.challenger!.policy.decide(e.type, s).outcome === 'FLAG',
-            });
+            row.score = s;
+            row.flagged = opts.challenger!.policy.decide(e.type, s).outcome === 'FLAG';
+            outcomes[1]!.push(row);
           }
         }
       }
