@@ -44,6 +44,11 @@ export interface FeatureEngineOptions {
   writeMode?: WriteMode;
   /** The namespace is known to be empty (replay clears it first): nothing is read back from Redis. */
   fresh?: boolean;
+  /**
+   * The only event ids a FRAUD label can arrive for (replay knows its labels in advance): other events
+   * keep no label lookup. Unset: every event keeps one (live, where labels are not known ahead).
+   */
+  labelledEvents?: ReadonlySet<string>;
   /** Entity states kept in this process (least recently used are dropped first). Default 200,000. */
   maxCachedEntities?: number;
   /** How long the namespace lease lasts without renewal (ms). Default 10 s; renewed every third of it. */
@@ -194,6 +199,7 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
 
   const cache = new Map<string, EntityState>();
   let fresh = opts.fresh ?? false;
+  const labelled = opts.labelledEvents;
   /** Entity keys changed since the last flush (each once: its state's `dirty` flag is set). */
   let dirty: string[] = [];
   const markDirty = (key: string, s: EntityState) => {
@@ -568,7 +574,7 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
         if (mode === 'through' && rows.size === 0 && acct.lb!.size === 0) dirtyAccounts.push(acctKey);
         markDirty(acctKey, acct);
         rows.set(eid, { m: own, o: r * cols, late: late[r]! });
-        if (!isLate) {
+        if (!isLate && (labelled === undefined || labelled.has(eid))) {
           acct.lb!.set(eid, ev);
           if (mode === 'behind') pruneLookups(acct.lb!);
         }

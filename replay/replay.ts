@@ -192,6 +192,8 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayResult> {
     prefix: `${opts.namespace}:`,
     writeMode: 'behind',
     fresh: true,
+    // The labels are all known here: only their events need a label lookup held.
+    labelledEvents: new Set(input.labels.filter((l) => l.label === 'FRAUD').map((l) => l.event_id)),
   });
   const champ = opts.champion;
   const engine = champ

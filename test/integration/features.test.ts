@@ -133,7 +133,13 @@ async function propertyAgainstReference(
   ns: string,
   runs: number,
   scale = 1,
-  opts: { restartEachBatch?: boolean; writeMode?: WriteMode; maxCachedEntities?: number } = {},
+  opts: {
+    restartEachBatch?: boolean;
+    writeMode?: WriteMode;
+    maxCachedEntities?: number;
+    /** Tell the engine which events will be labelled FRAUD (as replay does). */
+    knownLabels?: boolean;
+  } = {},
 ) {
   let run = 0;
   await fc.assert(
@@ -147,6 +153,11 @@ async function propertyAgainstReference(
           allowedLatenessMs: lateness,
           writeMode: opts.writeMode,
           maxCachedEntities: opts.maxCachedEntities,
+          labelledEvents: opts.knownLabels
+            ? new Set(
+                batches.flatMap((b) => b.labels.filter((l) => l.label === 'FRAUD').map((l) => l.event_id)),
+              )
+            : undefined,
         });
       let engine = open();
       const ref = createReferenceEngine({ allowedLatenessMs: lateness });
@@ -347,6 +358,11 @@ describe('feature engine on a real Redis', () => {
   it('equals the reference in write-behind mode (replay), and writes the states on flush', async () => {
     await propertyAgainstReference(r, `${ns}:behind`, Number(process.env.FS_PROPERTY_RUNS ?? 40), 1, {
       writeMode: 'behind',
+    });
+    // As replay runs it: the labels known in advance, lookups kept for their events only.
+    await propertyAgainstReference(r, `${ns}:known`, Number(process.env.FS_PROPERTY_RUNS ?? 40), 1, {
+      writeMode: 'behind',
+      knownLabels: true,
     });
     const fe = createFeatureEngine({ redis: r, prefix: `${ns}:wb:`, writeMode: 'behind', fresh: true });
     await fe.computeBatch([pay('wb1', T0, 100), pay('wb2', T0 + MIN, 200)]);
