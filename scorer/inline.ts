@@ -64,29 +64,46 @@ export function avroProblems(schemas: Schemas, name: string, value: unknown): Fi
   return problems;
 }
 
+/** Most decisions in one produce request: about 1 KiB each, well under the broker's 1 MiB batch limit. */
+const MAX_PUBLISH_BATCH = 500;
+
 /**
- * Micro-batches decisions to the decisions topic: every decision queued in the same turn of the event
- * loop goes in one produce request (acks=all); each caller learns when its decision is acknowledged.
+ * Publishes decisions to the decisions topic with one produce request in flight at a time (acks=all);
+ * each caller learns when its own decision is acknowledged. Decisions queued in the same turn of the
+ * event loop, or while a request is in flight, all go in the next request. The producer keeps one
+ * request in flight anyway (idempotent, order kept), so a send per turn would only queue behind it:
+ * when the broker stalls for a few milliseconds, a backlog of small requests then drains one round
+ * trip each, and every request costs the client and the broker its own encoding and bookkeeping.
+ * Coalescing drains any backlog in one round trip.
  */
 function createPublisher(producer: Producer, topic: string, schemas: Schemas) {
-  let queue: { msg: Message; done: (err?: unknown) => void }[] = [];
-  const flush = async () => {
-    const batch = queue;
-    queue = [];
-    try {
-      await producer.send({ topic, acks: -1, messages: batch.map((b) => b.msg) });
-      for (const b of batch) b.done();
-    } catch (err) {
-      for (const b of batch) b.done(err);
+  type Pending = { msg: Message; done: (err?: unknown) => void };
+  let queue: Pending[] = [];
+  let running = false;
+  const drain = async () => {
+    while (queue.length) {
+      const batch = queue.length > MAX_PUBLISH_BATCH ? queue.splice(0, MAX_PUBLISH_BATCH) : queue;
+      if (batch === queue) queue = [];
+      try {
+        await producer.send({ topic, acks: -1, messages: batch.map((b) => b.msg) });
+        for (const b of batch) b.done();
+      } catch (err) {
+        for (const b of batch) b.done(err);
+      }
     }
+    running = false;
   };
   return (d: Decision) =>
     new Promise<void>((resolve, reject) => {
-      if (queue.length === 0) setImmediate(() => void flush());
       queue.push({
         msg: { key: d.account_id, value: schemas.codec.encode(RecordNames.Decision, d) },
         done: (err) => (err ? reject(err as Error) : resolve()),
       });
+      if (!running) {
+        running = true;
+        // The rest of this turn's decisions join the first request.
+        setImmediate(() => void drain());
+      }
     });
 }
 
