@@ -13,7 +13,8 @@
  *
  * The load generator runs in this process, the service in a forked child; this process keeps only the
  * request bodies it needs, so its own garbage collection stays small.
- * Rows: p50/p99 latency and achieved rate, each with the bare route as baseline.
+ * Rows: p50/p99 latency, achieved rate and the service process's CPU time per request, each with the bare
+ * route as baseline.
  */
 import autocannon from 'autocannon';
 import { fork } from 'node:child_process';
@@ -44,6 +45,9 @@ interface Measured {
   p99: number;
   rate: number;
   problems: number;
+  /** The service process's CPU time per answered request (ms), and its event-loop utilisation. */
+  cpuMsPerRequest?: number;
+  elu?: number;
 }
 
 /** loadtest 8's promise API (its bundled typings describe the older callback one). */
@@ -120,7 +124,18 @@ async function serve(run: string) {
     createLogger({ level: 'warn', name: 'bench-inline' }),
   );
   process.send!({ url: service.url });
-  await new Promise((res) => process.once('message', res));
+  // 'cpu' answers the process's CPU time (ms) and event-loop utilisation since the previous 'cpu'.
+  let cpu = process.cpuUsage();
+  let elu = performance.eventLoopUtilization();
+  for (;;) {
+    const m = await new Promise((res) => process.once('message', res));
+    if (m !== 'cpu') break;
+    const used = process.cpuUsage(cpu);
+    const loop = performance.eventLoopUtilization(elu);
+    process.send!({ cpuMs: (used.user + used.system) / 1000, elu: loop.utilization });
+    cpu = process.cpuUsage();
+    elu = performance.eventLoopUtilization();
+  }
   await service.stop();
   await admin.deleteTopics({ topics: Object.values(topics) }).catch(() => undefined);
   await admin.disconnect();
@@ -159,10 +174,22 @@ async function main() {
   };
   const rows: BenchRow[] = [];
   try {
+    // The service's CPU over a run: what latency on a shared 2-core machine hides, and what it costs.
+    const serviceCpu = () =>
+      new Promise<{ cpuMs: number; elu: number }>((res) => {
+        child.once('message', (m) => res(m as { cpuMs: number; elu: number }));
+        child.send('cpu');
+      });
+    const withCpu = async (run: Promise<Measured>): Promise<Measured> => {
+      await serviceCpu();
+      const r = await run;
+      const { cpuMs, elu } = await serviceCpu();
+      return { ...r, cpuMsPerRequest: cpuMs / (r.rate * SECONDS), elu };
+    };
     await paced(`${url}/v1/score`, body, WARMUP_SECONDS); // JIT, connections, Redis scripts
     const runs = [
-      ['bare route, paced', await paced(`${url}/bench/constant`, undefined, SECONDS)],
-      ['POST /v1/score, paced', await paced(`${url}/v1/score`, body, SECONDS)],
+      ['bare route, paced', await withCpu(paced(`${url}/bench/constant`, undefined, SECONDS))],
+      ['POST /v1/score, paced', await withCpu(paced(`${url}/v1/score`, body, SECONDS))],
       ['bare route, bursts', await bursts(`${url}/bench/constant`, undefined, SECONDS)],
       ['POST /v1/score, bursts', await bursts(`${url}/v1/score`, body, SECONDS)],
     ] as const;
@@ -179,6 +206,12 @@ async function main() {
     row(`inline scoring p50 at ${RATE} req/s, open-loop paced`, score.p50, bare.p50, 'ms');
     row(`inline scoring achieved rate (offered ${RATE} req/s)`, score.rate, bare.rate, 'req/s');
     row(
+      `inline scoring service CPU per request at ${RATE} req/s (process CPU time)`,
+      score.cpuMsPerRequest!,
+      bare.cpuMsPerRequest!,
+      'ms',
+    );
+    row(
       `inline scoring p99, closed-loop bursts (autocannon, 16 connections, ${RATE} req/s quota)`,
       scoreBurst.p99,
       bareBurst.p99,
@@ -187,7 +220,8 @@ async function main() {
     writeRows('inline', rows);
     console.log(
       `\ninline: p99 ${score.p99} ms, p50 ${score.p50} ms at ${RATE} req/s paced (target <= 5 ms); ` +
-        `bare route p99 ${bare.p99} ms; closed-loop bursts p99 ${scoreBurst.p99} ms (bare ${bareBurst.p99} ms)`,
+        `bare route p99 ${bare.p99} ms; closed-loop bursts p99 ${scoreBurst.p99} ms (bare ${bareBurst.p99} ms); ` +
+        `service CPU ${score.cpuMsPerRequest!.toFixed(3)} ms/request, event loop ${(score.elu! * 100).toFixed(0)} % busy`,
     );
   } finally {
     child.send('stop');
