@@ -14,7 +14,8 @@
  * The load generator runs in this process, the service in a forked child; this process keeps only the
  * request bodies it needs, so its own garbage collection stays small.
  * Rows: p50/p99 latency, achieved rate and the service process's CPU time per request, each with the bare
- * route as baseline.
+ * route as baseline; and the floor under the target: the p99 of the Kafka acknowledgement an answer
+ * waits for, measured alone at the same rate (bareAck).
  */
 import autocannon from 'autocannon';
 import { fork } from 'node:child_process';
@@ -27,7 +28,7 @@ import { Redis } from 'ioredis';
 import { createLogger } from '../lib/logger.js';
 import { projectRoot } from '../lib/paths.js';
 import { clearNamespace } from '../replay/index.js';
-import { ensureTopics, startScoringService } from '../scorer/index.js';
+import { ensureTopics, SCORER_PRODUCER_CONFIG, startScoringService } from '../scorer/index.js';
 import { createSimulation } from '../simulator/index.js';
 import { writeRows, type BenchRow } from './results.js';
 
@@ -90,6 +91,61 @@ async function bursts(url: string, body: (() => string) | undefined, seconds: nu
     rate: r.requests.average,
     problems: r.errors + r.non2xx + r.timeouts,
   };
+}
+
+/**
+ * The floor under the inline target: what the acknowledgement an inline answer waits for costs alone.
+ * A producer configured as the service's (idempotent, acks=all, one request in flight) sends RATE
+ * decision-sized messages per second, evenly paced, each message queued while a request is in flight
+ * going in the next request, as the service's publisher does; latency is enqueue -> ack. No HTTP, no
+ * features, no model.
+ */
+async function bareAck(run: string, seconds: number): Promise<{ p50: number; p99: number }> {
+  const kafka = new Kafka({ clientId: 'bench-inline-ack', brokers: BROKERS, logLevel: logLevel.NOTHING });
+  const admin = kafka.admin();
+  await admin.connect();
+  const topic = `${run}-ack-probe`;
+  await ensureTopics(admin, [topic], 3);
+  const producer = kafka.producer({ ...SCORER_PRODUCER_CONFIG });
+  await producer.connect();
+  const value = randomBytes(1000); // about a Decision with its feature vector
+  const lat: number[] = [];
+  let queued: { at: number; key: string }[] = [];
+  let busy = false;
+  const flush = () => {
+    if (busy || !queued.length) return;
+    busy = true;
+    const batch = queued;
+    queued = [];
+    void producer.send({ topic, acks: -1, messages: batch.map((m) => ({ key: m.key, value })) }).then(() => {
+      const now = performance.now();
+      for (const m of batch) lat.push(now - m.at);
+      busy = false;
+      flush();
+    });
+  };
+  try {
+    let sent = 0;
+    const t0 = performance.now();
+    await new Promise<void>((done) => {
+      const tick = () => {
+        const now = performance.now();
+        const due = Math.min(RATE * seconds, Math.floor(((now - t0) * RATE) / 1000));
+        for (; sent < due; sent++) queued.push({ at: now, key: `acct-${sent % 3000}` });
+        flush();
+        if (sent < RATE * seconds) setTimeout(tick, 1);
+        else setTimeout(done, 500);
+      };
+      tick();
+    });
+    lat.sort((a, b) => a - b);
+    const q = (p: number) => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))]!;
+    return { p50: q(0.5), p99: q(0.99) };
+  } finally {
+    await producer.disconnect();
+    await admin.deleteTopics({ topics: [topic] }).catch(() => undefined);
+    await admin.disconnect();
+  }
 }
 
 /** Child process: the scoring service plus the bare route; the load generator runs in the parent. */
@@ -194,6 +250,7 @@ async function main() {
       ['POST /v1/score, bursts', await bursts(`${url}/v1/score`, body, SECONDS)],
     ] as const;
     for (const [what, r] of runs) if (r.problems) throw new Error(`${what}: ${r.problems} failed requests`);
+    const ack = await bareAck(run, SECONDS);
     const [[, bare], [, score], [, bareBurst], [, scoreBurst]] = runs;
     const row = (name: string, value: number, baseline: number, unit: string) =>
       rows.push({ name, value, unit, baseline, ratio: value / baseline });
@@ -217,11 +274,19 @@ async function main() {
       bareBurst.p99,
       'ms',
     );
+    rows.push({
+      name: `Kafka acks=all produce p99 alone at ${RATE} msg/s, paced, one request in flight (the ack an inline answer waits for; baseline: its p50)`,
+      value: ack.p99,
+      unit: 'ms',
+      baseline: ack.p50,
+      ratio: ack.p99 / ack.p50,
+    });
     writeRows('inline', rows);
     console.log(
       `\ninline: p99 ${score.p99} ms, p50 ${score.p50} ms at ${RATE} req/s paced (target <= 5 ms); ` +
         `bare route p99 ${bare.p99} ms; closed-loop bursts p99 ${scoreBurst.p99} ms (bare ${bareBurst.p99} ms); ` +
-        `service CPU ${score.cpuMsPerRequest!.toFixed(3)} ms/request, event loop ${(score.elu! * 100).toFixed(0)} % busy`,
+        `service CPU ${score.cpuMsPerRequest!.toFixed(3)} ms/request, event loop ${(score.elu! * 100).toFixed(0)} % busy; ` +
+        `Kafka acks=all alone p99 ${ack.p99.toFixed(2)} ms (p50 ${ack.p50.toFixed(2)} ms)`,
     );
   } finally {
     child.send('stop');
