@@ -112,17 +112,21 @@ async function bareAck(run: string, seconds: number): Promise<{ p50: number; p99
   const lat: number[] = [];
   let queued: { at: number; key: string }[] = [];
   let busy = false;
+  let failed: unknown;
   const flush = () => {
-    if (busy || !queued.length) return;
+    if (busy || failed !== undefined || !queued.length) return;
     busy = true;
     const batch = queued;
     queued = [];
-    void producer.send({ topic, acks: -1, messages: batch.map((m) => ({ key: m.key, value })) }).then(() => {
-      const now = performance.now();
-      for (const m of batch) lat.push(now - m.at);
-      busy = false;
-      flush();
-    });
+    void producer.send({ topic, acks: -1, messages: batch.map((m) => ({ key: m.key, value })) }).then(
+      () => {
+        const now = performance.now();
+        for (const m of batch) lat.push(now - m.at);
+        busy = false;
+        flush();
+      },
+      (err: unknown) => (failed = err),
+    );
   };
   try {
     let sent = 0;
@@ -134,10 +138,17 @@ async function bareAck(run: string, seconds: number): Promise<{ p50: number; p99
         for (; sent < due; sent++) queued.push({ at: now, key: `acct-${sent % 3000}` });
         flush();
         if (sent < RATE * seconds) setTimeout(tick, 1);
-        else setTimeout(done, 500);
+        else settle();
       };
+      // Every message acknowledged (or a failure), within 30 s of the last one.
+      const until = () => performance.now() - t0 > (seconds + 30) * 1000;
+      const settle = () =>
+        lat.length >= RATE * seconds || failed !== undefined || until() ? done() : setTimeout(settle, 10);
       tick();
     });
+    if (failed !== undefined) throw new Error(`the bare acks=all probe failed: ${(failed as Error).message}`);
+    if (lat.length < RATE * seconds)
+      throw new Error(`the bare acks=all probe got ${lat.length} of ${RATE * seconds} acks`);
     lat.sort((a, b) => a - b);
     const q = (p: number) => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))]!;
     return { p50: q(0.5), p99: q(0.99) };
