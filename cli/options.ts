@@ -133,6 +133,13 @@ export const scoreOptions: OptionDef[] = [
     default: 512,
     help: 'most records decided and produced together',
   },
+  {
+    flag: 'checkpoint-ms',
+    env: 'FRAUDSTREAM_CHECKPOINT_MS',
+    type: 'int',
+    default: 1000,
+    help: 'least time between checkpoints: feature changes written to Redis, then offsets committed (0: every batch)',
+  },
   ...redisOptions,
   {
     flag: 'feature-prefix',

@@ -23,7 +23,19 @@ import { ENTITIES, FEATURE_NAMES, specHash, type EntityDef } from './spec.js';
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
 
-export type WriteMode = 'through' | 'behind';
+/**
+ * When the engine writes to Redis (docs/features.md, "Durability"):
+ * - `through`: every computeBatch/applyLabels, before it resolves;
+ * - `checkpoint`: only on flush() (and computeBatch/applyLabels called with `{ flush: true }`); the
+ *   caller makes a flush its commit point (the Kafka scorer: before it commits offsets);
+ * - `behind`: on flush() and close(), states only; dedupe and label-lookup records stay in the process.
+ */
+export type WriteMode = 'through' | 'checkpoint' | 'behind';
+
+/** Per call: `flush` overrides the mode's default (true for `through`, else false). */
+export interface WriteOptions {
+  flush?: boolean;
+}
 
 export interface FeatureEngineOptions {
   redis: Redis | Cluster;
@@ -37,9 +49,12 @@ export interface FeatureEngineOptions {
   labelHorizonMs?: number;
   /**
    * `through` (default): every computeBatch/applyLabels writes what it changed (entity states, dedupe
-   * and label-lookup records) to Redis in one atomic call before it resolves — what the live scorer
-   * needs, so a crash loses nothing that was decided. `behind`: states are written back on flush()
-   * and close(); dedupe and label-lookup records stay in this process (replay: one pass, one owner).
+   * and label-lookup records) to Redis in one atomic call before it resolves, so a crash loses nothing
+   * that was answered (inline scoring asks for this per call). `checkpoint`: the same writes, made only
+   * by flush() — the Kafka scorer flushes before it commits offsets, so a crash re-reads exactly the
+   * events whose changes were not written, and an entity changed by many events of a checkpoint is
+   * written once. `behind`: states are written back on flush() and close(); dedupe and label-lookup
+   * records stay in this process (replay: one pass, one owner).
    */
   writeMode?: WriteMode;
   /** The namespace is known to be empty (replay clears it first): nothing is read back from Redis. */
@@ -78,9 +93,9 @@ export interface FeatureEngine {
    * pipelined round trip, and (write-through) the changes go back in one atomic call: a warm batch is one
    * round trip.
    */
-  computeBatch(events: readonly ScoringEvent[]): Promise<FeatureBatch>;
+  computeBatch(events: readonly ScoringEvent[], opts?: WriteOptions): Promise<FeatureBatch>;
   /** Counts confirmed-fraud labels on the labelled events' merchant, device and destination. */
-  applyLabels(labels: readonly Label[]): Promise<{ applied: number }>;
+  applyLabels(labels: readonly Label[], opts?: WriteOptions): Promise<{ applied: number }>;
   /** Writes every change not yet in Redis; resolves when Redis has it. */
   flush(): Promise<void>;
   /**
@@ -386,7 +401,7 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
       ops.push(['state', `${k}:s`, encodeState(s), keep]);
     }
     dirty = [];
-    if (mode === 'through') {
+    if (mode !== 'behind') {
       for (const k of dirtyAccounts) {
         const s = cache.get(k);
         if (s) heldOps(k, s, ops);
@@ -490,7 +505,7 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
     prefix,
     writeMode: mode,
 
-    async computeBatch(events) {
+    async computeBatch(events, wo) {
       await ready();
       const n = events.length;
       // The engine's own copy, which held dedupe rows point into; the caller gets another.
@@ -571,7 +586,7 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
         // Write-through holds only what is not yet written: older rows are in Redis, with a TTL.
         for (const g of rememberId(acct, eid, lim)) rows.delete(g);
         // Nothing held yet since the last write: the account joins the next write's list.
-        if (mode === 'through' && rows.size === 0 && acct.lb!.size === 0) dirtyAccounts.push(acctKey);
+        if (mode !== 'behind' && rows.size === 0 && acct.lb!.size === 0) dirtyAccounts.push(acctKey);
         markDirty(acctKey, acct);
         rows.set(eid, { m: own, o: r * cols, late: late[r]! });
         if (!isLate && (labelled === undefined || labelled.has(eid))) {
@@ -589,12 +604,12 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
           late[r] = l;
         });
       }
-      if (mode === 'through') await flush();
+      if (wo?.flush ?? mode === 'through') await flush();
       await trim();
       return { matrix: own.slice(), rows: n, cols, duplicate, late };
     },
 
-    async applyLabels(labels) {
+    async applyLabels(labels, wo) {
       await ready();
       const fraud = labels.filter((l) => l.label === 'FRAUD');
       if (!fraud.length) return { applied: 0 };
@@ -646,7 +661,7 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
         applied++;
         if (isHeld) acct!.lb!.delete(fraud[i]!.event_id);
         // What Redis holds (written already, or by a trim) is deleted with the next write.
-        if (mode === 'through' || !isHeld) lblDeletes.add(k);
+        if (mode !== 'behind' || !isHeld) lblDeletes.add(k);
         for (const [li, key] of targets) {
           if (li !== i) continue;
           const s = touch(key);
@@ -654,7 +669,7 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
           markDirty(key, s);
         }
       }
-      if (mode === 'through') await flush();
+      if (wo?.flush ?? mode === 'through') await flush();
       return { applied };
     },
 

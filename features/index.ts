@@ -4,6 +4,7 @@ export {
   type FeatureEngineOptions,
   type FeatureBatch,
   type WriteMode,
+  type WriteOptions,
 } from './engine.js';
 export {
   FEATURES,

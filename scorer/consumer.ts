@@ -43,6 +43,14 @@ export interface KafkaScorerOptions {
   maxBatch?: number;
   /** Start a new consumer group at the earliest offsets (true) or the latest (false). Default true. */
   fromBeginning?: boolean;
+  /**
+   * Makes the feature changes of every event decided so far durable (FeatureEngine.flush, the engine
+   * in `checkpoint` mode). Offsets are committed only after it resolves, so a crash re-reads exactly
+   * the events whose changes may be lost. Unset: the engine writes through, nothing to do.
+   */
+  flushFeatures?: () => Promise<void>;
+  /** Least time between two checkpoints (flush, then commit), ms. 0: after every batch. Default 1000. */
+  checkpointMs?: number;
 }
 
 export interface KafkaScorer {
@@ -87,11 +95,50 @@ export function createKafkaScorer(opts: KafkaScorerOptions): KafkaScorer {
     [topics.withdrawals, 'WITHDRAWAL'],
   ]);
   const decisionName = RecordNames.Decision;
+  const flushFeatures = opts.flushFeatures ?? (() => Promise.resolve());
+  const checkpointMs = opts.checkpointMs ?? 1000;
 
   let consumer: Consumer | undefined;
   let producer: Producer | undefined;
   let joined = false;
   let crashed = false;
+  let stopping = false;
+  /** The eachBatch call in progress, for stop() to wait on. */
+  let inflight: Promise<void> = Promise.resolve();
+
+  // --- Checkpoints: the only place offsets are committed. ------------------------------------------
+  // Every processed chunk gets a sequence number and leaves its partition's next offset pending. A
+  // checkpoint notes the newest sequence, flushes the feature store (which then holds every change of
+  // every chunk up to it), and commits the pending offsets of those chunks. Offsets are resolved per
+  // chunk (that is kafkajs's fetch position) but never committed by kafkajs (autoCommit off).
+  let seq = 0;
+  const pending = new Map<string, { topic: string; partition: number; offset: string; seq: number }>();
+  let lastCheckpoint = performance.now();
+  let checkpoints: Promise<void> = Promise.resolve();
+  const runCheckpoint = async () => {
+    lastCheckpoint = performance.now();
+    const upTo = seq;
+    if (![...pending.values()].some((p) => p.seq <= upTo)) return;
+    await flushFeatures();
+    const due = [...pending.values()].filter((p) => p.seq <= upTo);
+    const c = consumer;
+    if (!c || !due.length) return;
+    await c.commitOffsets(due.map(({ topic, partition, offset }) => ({ topic, partition, offset })));
+    // A newer chunk of the partition may have come meanwhile: it stays pending.
+    for (const p of due) {
+      const key = `${p.topic}:${p.partition}`;
+      if (pending.get(key) === p) pending.delete(key);
+    }
+  };
+  /** One checkpoint at a time, in order; a failure is logged and the next checkpoint retries. */
+  const checkpoint = (): Promise<void> => {
+    checkpoints = checkpoints.then(runCheckpoint).catch((err: unknown) => {
+      metrics.checkpointFailures.inc();
+      log.error({ err }, 'checkpoint failed: offsets stay uncommitted until the next one');
+    });
+    return checkpoints;
+  };
+  let timer: NodeJS.Timeout | null = null;
 
   const deadLetter = (
     topic: string,
@@ -189,29 +236,39 @@ export function createKafkaScorer(opts: KafkaScorerOptions): KafkaScorer {
     metrics.batchSize.observe(msgs.length);
   };
 
-  const eachBatch = async ({
-    batch,
-    resolveOffset,
-    heartbeat,
-    commitOffsetsIfNecessary,
-    isRunning,
-    isStale,
-  }: EachBatchPayload) => {
+  const eachBatch = async ({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload) => {
     const { topic, partition, messages } = batch;
-    for (let start = 0; start < messages.length; start += maxBatch) {
-      if (!isRunning() || isStale()) return;
-      const chunk = messages.slice(start, start + maxBatch);
-      try {
-        await processChunk(topic, partition, chunk);
-      } catch (err) {
-        metrics.batchRetries.inc();
-        log.error({ topic, partition, offset: chunk[0]!.offset, err }, 'batch failed; it will be read again');
-        throw err;
+    let done!: () => void;
+    inflight = new Promise<void>((r) => (done = r));
+    try {
+      for (let start = 0; start < messages.length; start += maxBatch) {
+        if (stopping || !isRunning() || isStale()) return;
+        const chunk = messages.slice(start, start + maxBatch);
+        try {
+          await processChunk(topic, partition, chunk);
+        } catch (err) {
+          metrics.batchRetries.inc();
+          log.error(
+            { topic, partition, offset: chunk[0]!.offset, err },
+            'batch failed; it will be read again',
+          );
+          throw err;
+        }
+        // The chunk's decisions and dead letters are acknowledged: read on. Its offset is committed by
+        // the first checkpoint after it, once its feature changes are in Redis (at least once).
+        const last = chunk[chunk.length - 1]!.offset;
+        resolveOffset(last);
+        pending.set(`${topic}:${partition}`, {
+          topic,
+          partition,
+          offset: (BigInt(last) + 1n).toString(),
+          seq: ++seq,
+        });
+        if (stopping || performance.now() - lastCheckpoint >= checkpointMs) await checkpoint();
+        await heartbeat();
       }
-      // Offsets move only once the chunk's decisions and dead letters are acknowledged (at least once).
-      resolveOffset(chunk[chunk.length - 1]!.offset);
-      await commitOffsetsIfNecessary();
-      await heartbeat();
+    } finally {
+      done();
     }
   };
 
@@ -223,6 +280,9 @@ export function createKafkaScorer(opts: KafkaScorerOptions): KafkaScorer {
       consumer.on(consumer.events.GROUP_JOIN, (e) => {
         joined = true;
         crashed = false;
+        // A new generation reads on from the committed offsets: what was pending is read again (and
+        // recognised as duplicates by the feature store), and the old generation cannot commit it.
+        pending.clear();
         log.info({ memberAssignment: e.payload.memberAssignment }, 'joined consumer group');
       });
       consumer.on(consumer.events.CRASH, (e) => {
@@ -235,9 +295,18 @@ export function createKafkaScorer(opts: KafkaScorerOptions): KafkaScorer {
         topics: [topics.payments, topics.withdrawals, topics.labels],
         fromBeginning: opts.fromBeginning ?? true,
       });
-      await consumer.run({ eachBatchAutoResolve: false, autoCommit: true, eachBatch });
+      await consumer.run({ eachBatchAutoResolve: false, autoCommit: false, eachBatch });
+      // Quiet partitions: what they decided last is committed within about a checkpoint interval.
+      timer = setInterval(() => void checkpoint(), Math.max(checkpointMs, 100));
+      timer.unref();
     },
     async stop() {
+      stopping = true;
+      if (timer) clearInterval(timer);
+      timer = null;
+      // Finish the chunk in hand, then make everything decided durable and commit it before leaving.
+      await inflight;
+      await checkpoint();
       joined = false;
       await consumer?.disconnect();
       await producer?.disconnect();

@@ -1,5 +1,5 @@
 import type { Clock } from '../lib/clock.js';
-import type { FeatureEngine } from '../features/index.js';
+import type { FeatureEngine, WriteOptions } from '../features/index.js';
 import type { ModelRunner, ModelScores } from '../models/index.js';
 import { featureReasons, normsOf, type Degradation, type Policy } from '../policy/index.js';
 import type { Decision, ScoringEvent } from '../schemas/index.js';
@@ -11,9 +11,15 @@ import type { Decision, ScoringEvent } from '../schemas/index.js';
 export interface DecisionEngine {
   /**
    * Decide a batch. `readAtMicros[i]` is when event i was read (Clock.monoMicros), the start of its
-   * latency. One feature round trip and one model run for the whole batch.
+   * latency. One feature round trip and one model run for the whole batch. `write` goes to the feature
+   * engine: `{ flush: true }` makes the batch's feature changes durable before the decisions are
+   * (inline scoring, when the engine writes at checkpoints).
    */
-  decide(events: readonly ScoringEvent[], readAtMicros: readonly bigint[]): Promise<DecidedBatch>;
+  decide(
+    events: readonly ScoringEvent[],
+    readAtMicros: readonly bigint[],
+    write?: WriteOptions,
+  ): Promise<DecidedBatch>;
 }
 
 export interface DecidedBatch {
@@ -84,12 +90,12 @@ export function createDecisionEngine(opts: DecisionEngineOptions): DecisionEngin
   const includeFeatures = opts.includeFeatures ?? true;
   const onDegraded = opts.onDegraded;
   return {
-    async decide(events, readAtMicros) {
+    async decide(events, readAtMicros, write) {
       // Degraded mode (docs/policy.md): the feature store or the model missing the policy's latency
       // budget (or failing) yields the configured fail-open/fail-closed verdict, never a hang.
       const budget = opts.budgetMs;
       let degraded: Degradation | undefined;
-      const fb = await withinBudget(features.computeBatch(events), budget).catch(() => {
+      const fb = await withinBudget(features.computeBatch(events, write), budget).catch(() => {
         degraded = 'FEATURES';
         return emptyBatch(events.length, features.names.length);
       });

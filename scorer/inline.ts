@@ -131,9 +131,11 @@ function createBatcher(engine: DecisionEngine, maxBatch: number) {
       const batch = queue.slice(0, maxBatch);
       queue = queue.slice(batch.length);
       try {
+        // An answer is a commit point: the features it changed are in Redis before it is given.
         const { decisions, duplicate } = await engine.decide(
           batch.map((b) => b.ev),
           batch.map((b) => b.readAt),
+          { flush: true },
         );
         batch.forEach((b, i) => b.done({ d: decisions[i]!, dup: duplicate[i] === 1 }));
       } catch (err) {

@@ -10,6 +10,7 @@ export interface ScorerMetrics {
   labels: Counter<'label' | 'applied'>;
   batchSize: Histogram<string>;
   batchRetries: Counter<string>;
+  checkpointFailures: Counter<string>;
 }
 
 /** Prometheus metrics of one scorer process, on a registry of its own (no global state). */
@@ -65,6 +66,11 @@ export function createScorerMetrics(opts: { defaultMetrics?: boolean } = {}): Sc
     batchRetries: new Counter({
       name: 'fraudstream_batch_failures_total',
       help: 'Batches that failed with a retriable error and will be read again',
+      registers,
+    }),
+    checkpointFailures: new Counter({
+      name: 'fraudstream_checkpoint_failures_total',
+      help: 'Checkpoints (feature flush, then offset commit) that failed; the next one retries',
       registers,
     }),
   };

@@ -28,6 +28,8 @@ export interface ScoringServiceConfig {
   featurePrefix: string;
   /** Default 24 h. */
   allowedLatenessMs?: number;
+  /** Least time between two checkpoints of the Kafka scorer (feature flush, then offset commit), ms. */
+  checkpointMs?: number;
   modelManifest: string;
   /** Manifest of a shadow model scored on every event, recorded, never acted on. */
   challengerManifest?: string;
@@ -120,9 +122,12 @@ export async function startScoringService(
   });
   redis.on('error', (err) => logger.warn({ err: err.message }, 'redis error'));
   await redis.connect();
+  // Kafka batches write their feature changes at checkpoints, just before their offsets are committed;
+  // an inline answer writes its own (and whatever is pending) before it is given (docs/features.md).
   const features = createFeatureEngine({
     redis,
     prefix: cfg.featurePrefix,
+    writeMode: 'checkpoint',
     ...(cfg.allowedLatenessMs !== undefined ? { allowedLatenessMs: cfg.allowedLatenessMs } : {}),
   });
   const model = await createModelRunner({
@@ -193,6 +198,8 @@ export async function startScoringService(
     clock,
     maxBatch: cfg.maxBatch,
     fromBeginning: cfg.fromBeginning,
+    flushFeatures: () => features.flush(),
+    ...(cfg.checkpointMs !== undefined ? { checkpointMs: cfg.checkpointMs } : {}),
   });
   let reloads: Promise<unknown> = Promise.resolve();
   const reloadModel = (manifestPath?: string) => {
