@@ -336,11 +336,14 @@ describe('feature engine on a real Redis', () => {
     const mgets = conn.filter((c) => c.cmd === 'mget');
     expect(mgets).toHaveLength(1);
     expect(mgets[0]!.args).toHaveLength(131);
-    // Per batch one script call (EVAL, or EVALSHA once Redis has the script) and no SET or MULTI of
-    // its own; inside the script (MONITOR shows them as from "lua"): the 131 states, and per event a
-    // dedupe row and a label-lookup record.
+    // Per batch one script call (EVAL, or EVALSHA once Redis has the script) carrying one blob of
+    // operations, and no SET or MULTI of its own; inside the script (MONITOR shows them as from
+    // "lua"): the 131 states, and per event a dedupe row and a label-lookup record.
     const calls = conn.filter((c) => c.cmd === 'evalsha' || c.cmd === 'eval');
-    expect(calls.map((c) => c.args[1])).toEqual(['259', '259']);
+    expect(calls.map((c) => [c.args.length, c.args[1]])).toEqual([
+      [3, '0'],
+      [3, '0'],
+    ]);
     const own = conn.filter((c) => ['set', 'multi', 'exec'].includes(c.cmd) && c.args[0] !== `${ns}:f:owner`);
     expect(own).toHaveLength(0);
     const sets = seen.filter(
@@ -349,8 +352,59 @@ describe('feature engine on a real Redis', () => {
     expect(sets).toHaveLength(2 * (131 + 64 + 64));
   });
 
+  it('writes a flush too big for one script call as several calls in one MULTI (all or nothing)', async () => {
+    const fe = createFeatureEngine({ redis: r, prefix: `${ns}:big:`, writeMode: 'checkpoint' });
+    const monitor = await r.monitor();
+    const seen: { cmd: string; source: string }[] = [];
+    let markerSeen = false;
+    let source = '';
+    monitor.on('monitor', (_time: string, args: string[], from: string) => {
+      seen.push({ cmd: args[0]!.toLowerCase(), source: from });
+      if (args[0]?.toLowerCase() === 'get' && args[1] === `${ns}:big:marker`) {
+        markerSeen = true;
+        source = from; // the engine's connection (it uses this client): the Redis may be shared
+      }
+    });
+    // 3,000 events of distinct accounts, devices and IPs: about 2.5 MB of states, rows and lookups.
+    const events = Array.from({ length: 3000 }, (_, i) =>
+      pay(`big${i}`, T0 + i * 1000, 100 + i, {
+        account_id: `ba${i}`,
+        device_id: `bd${i}`,
+        ip: `10.2.${i >> 8}.${i & 255}`,
+      }),
+    );
+    try {
+      await fe.computeBatch(events);
+      expect(fe.stats().writes).toBe(0); // checkpoint mode: nothing written until flush()
+      await fe.flush();
+      await r.get(`${ns}:big:marker`);
+      for (let i = 0; i < 300 && !markerSeen; i++) await new Promise((res) => setTimeout(res, 10));
+    } finally {
+      monitor.disconnect();
+      await fe.close();
+    }
+    const mine = seen.filter(
+      (c) => c.source === source && ['multi', 'evalsha', 'eval', 'exec'].includes(c.cmd),
+    );
+    const calls = mine.filter((c) => c.cmd !== 'multi' && c.cmd !== 'exec').length;
+    expect(calls).toBeGreaterThan(1);
+    expect(mine.map((c) => c.cmd)).toEqual(['multi', ...mine.slice(1, -1).map((c) => c.cmd), 'exec']);
+    expect(mine.filter((c) => c.cmd === 'multi')).toHaveLength(1);
+    // Everything arrived: each account's state, dedupe row and label lookup.
+    const keys = await r.keys(`${ns}:big:{a:*`);
+    expect(keys).toHaveLength(3 * events.length);
+  });
+
   it('equals the reference when every batch is read back from Redis by a new engine', async () => {
     await propertyAgainstReference(r, `${ns}:reload`, Number(process.env.FS_PROPERTY_RUNS ?? 40), 40, {
+      restartEachBatch: true,
+    });
+  });
+
+  it('equals the reference in checkpoint mode (the scorer), read back from Redis after every flush', async () => {
+    // close() is the flush here: every batch goes through a new engine that reads the last one's writes.
+    await propertyAgainstReference(r, `${ns}:ckpt`, Number(process.env.FS_PROPERTY_RUNS ?? 40), 40, {
+      writeMode: 'checkpoint',
       restartEachBatch: true,
     });
   });
