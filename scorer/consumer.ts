@@ -114,7 +114,7 @@ export function createKafkaScorer(opts: KafkaScorerOptions): KafkaScorer {
   let seq = 0;
   const pending = new Map<string, { topic: string; partition: number; offset: string; seq: number }>();
   let lastCheckpoint = performance.now();
-  let checkpoints: Promise<void> = Promise.resolve();
+  let running: Promise<void> | null = null;
   const runCheckpoint = async () => {
     lastCheckpoint = performance.now();
     const upTo = seq;
@@ -130,13 +130,22 @@ export function createKafkaScorer(opts: KafkaScorerOptions): KafkaScorer {
       if (pending.get(key) === p) pending.delete(key);
     }
   };
-  /** One checkpoint at a time, in order; a failure is logged and the next checkpoint retries. */
+  /**
+   * One checkpoint at a time; asked for while one runs, it runs after it. A failure is logged and
+   * counted, and the next checkpoint retries. Batches do not wait for it: the flush snapshots the
+   * changes when it starts, and reading on while Redis writes them is what makes it cheap.
+   */
   const checkpoint = (): Promise<void> => {
-    checkpoints = checkpoints.then(runCheckpoint).catch((err: unknown) => {
-      metrics.checkpointFailures.inc();
-      log.error({ err }, 'checkpoint failed: offsets stay uncommitted until the next one');
-    });
-    return checkpoints;
+    if (running) return running.then(checkpoint);
+    running = runCheckpoint()
+      .catch((err: unknown) => {
+        metrics.checkpointFailures.inc();
+        log.error({ err }, 'checkpoint failed: offsets stay uncommitted until the next one');
+      })
+      .finally(() => {
+        running = null;
+      });
+    return running;
   };
   let timer: NodeJS.Timeout | null = null;
 
@@ -264,7 +273,8 @@ export function createKafkaScorer(opts: KafkaScorerOptions): KafkaScorer {
           offset: (BigInt(last) + 1n).toString(),
           seq: ++seq,
         });
-        if (stopping || performance.now() - lastCheckpoint >= checkpointMs) await checkpoint();
+        if (stopping) await checkpoint();
+        else if (!running && performance.now() - lastCheckpoint >= checkpointMs) void checkpoint();
         await heartbeat();
       }
     } finally {
@@ -297,7 +307,12 @@ export function createKafkaScorer(opts: KafkaScorerOptions): KafkaScorer {
       });
       await consumer.run({ eachBatchAutoResolve: false, autoCommit: false, eachBatch });
       // Quiet partitions: what they decided last is committed within about a checkpoint interval.
-      timer = setInterval(() => void checkpoint(), Math.max(checkpointMs, 100));
+      timer = setInterval(
+        () => {
+          if (!running) void checkpoint();
+        },
+        Math.max(checkpointMs, 100),
+      );
       timer.unref();
     },
     async stop() {
