@@ -12,6 +12,8 @@ export interface OptionDef {
   help: string;
   /** Parsing fails when the option is given neither as a flag, an env var nor a default. */
   required?: boolean;
+  /** int and number: the least value accepted. */
+  min?: number;
 }
 
 export type OptionValues = Record<string, string | number | boolean | undefined>;
@@ -131,6 +133,7 @@ export const scoreOptions: OptionDef[] = [
     env: 'FRAUDSTREAM_MAX_BATCH',
     type: 'int',
     default: 512,
+    min: 1,
     help: 'most records decided and produced together',
   },
   {
@@ -138,6 +141,7 @@ export const scoreOptions: OptionDef[] = [
     env: 'FRAUDSTREAM_CHECKPOINT_MS',
     type: 'int',
     default: 1000,
+    min: 0,
     help: 'least time between checkpoints: feature changes written to Redis, then offsets committed (0: every batch)',
   },
   ...redisOptions,
@@ -352,7 +356,7 @@ function convert(
       problems.push(`${source}: ${JSON.stringify(raw)} is not a whole number`);
       return undefined;
     }
-    return Number(raw);
+    return atLeast(def, Number(raw), source, problems);
   }
   if (def.type === 'number') {
     const n = Number(raw);
@@ -360,9 +364,17 @@ function convert(
       problems.push(`${source}: ${JSON.stringify(raw)} is not a number`);
       return undefined;
     }
-    return n;
+    return atLeast(def, n, source, problems);
   }
   return raw;
+}
+
+function atLeast(def: OptionDef, n: number, source: string, problems: string[]): number | undefined {
+  if (def.min !== undefined && n < def.min) {
+    problems.push(`${source}: ${n} is below its least value, ${def.min}`);
+    return undefined;
+  }
+  return n;
 }
 
 /**

@@ -55,6 +55,16 @@ describe('option parsing', () => {
     }
   });
 
+  it('refuses a value below the least value of its option, naming both', () => {
+    expect(() => parseOptions(scoreOptions, ['--checkpoint-ms', '-1'], {})).toThrow(
+      /--checkpoint-ms: -1 is below its least value, 0/,
+    );
+    expect(() => parseOptions(scoreOptions, [], { FRAUDSTREAM_MAX_BATCH: '0' })).toThrow(
+      /FRAUDSTREAM_MAX_BATCH: 0 is below its least value, 1/,
+    );
+    expect(parseOptions(scoreOptions, ['--checkpoint-ms', '0'], {})['checkpoint-ms']).toBe(0);
+  });
+
   it('requires the required flags', () => {
     const defs = [{ flag: 'in', type: 'string' as const, required: true, help: 'x' }];
     expect(() => parseOptions(defs, [], {})).toThrow(/--in is required/);
