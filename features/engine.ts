@@ -465,12 +465,25 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
     s.rows!.clear();
     s.lb!.clear();
   }
+  /** Writes that failed so far: their changes were taken back (marked to write again) on failure. */
+  let failures = 0;
+  /**
+   * Resolves once everything changed before the call is in Redis. A write still in flight from an
+   * earlier flush (or an inline answer's) is waited for; if it fails after this flush took its own
+   * changes, those it had taken are not in this one, so this flush fails too (the checkpoint that
+   * called it must not commit offsets), and the next flush writes them.
+   */
   function flush(): Promise<void> {
+    const failuresBefore = failures;
     const ops = takeOps();
-    if (!ops.length) return lastFlush;
+    const earlierOk = () => {
+      if (failures !== failuresBefore)
+        fail('FEATURE_STORE', 'an earlier feature write failed; its changes go with the next flush');
+    };
+    if (!ops.length) return lastFlush.then(earlierOk);
     const before = lastFlush;
     const p = write(ops).then(
-      () => before,
+      () => before.then(earlierOk),
       (e: unknown) => {
         // Not in Redis: keep it all to write with the next flush (states are the cached ones).
         for (const o of ops) {
@@ -491,6 +504,7 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
             } else if (!s.lb!.has(o[5]) && !lblDeletes.has(o[1])) s.lb!.set(o[5], o[2]);
           }
         }
+        failures++;
         throw e;
       },
     );

@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { Cluster, type Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createFeatureEngine,
@@ -13,7 +13,7 @@ import { clearNamespace } from '../../replay/index.js';
 import type { Label, ScoringEvent } from '../../schemas/index.js';
 import { samplePayment, sampleWithdrawal, T0 } from '../fixtures.js';
 import { createReferenceEngine } from '../reference.js';
-import { CLUSTER_NODES, redis, uniq } from './stack.js';
+import { CLUSTER_NODES, redis, REDIS_URL, uniq } from './stack.js';
 
 const MIN = 60_000;
 const HOUR = 60 * MIN;
@@ -393,6 +393,36 @@ describe('feature engine on a real Redis', () => {
     // Everything arrived: each account's state, dedupe row and label lookup.
     const keys = await r.keys(`${ns}:big:{a:*`);
     expect(keys).toHaveLength(3 * events.length);
+  });
+
+  it('fails a flush that waited on a write which then failed, and writes those changes with the next', async () => {
+    // The engine's own connection, cut while a write is in flight (no reconnect, so nothing is
+    // resent): that write fails.
+    const c = new Redis(REDIS_URL, { lazyConnect: true, retryStrategy: () => null });
+    await c.connect();
+    const fe = createFeatureEngine({ redis: c, prefix: `${ns}:fail:`, writeMode: 'checkpoint' });
+    const events = [pay('f1', T0, 500, { account_id: 'fa' }), pay('f2', T0 + MIN, 700, { account_id: 'fa' })];
+    try {
+      const want = (await fe.computeBatch(events)).matrix;
+      const first = fe.flush(); // takes every change
+      const second = fe.flush(); // nothing left to take: it waits on the first
+      c.stream.destroy();
+      await expect(first).rejects.toThrow();
+      // Resolving here would let a checkpoint commit offsets whose changes are not in Redis.
+      await expect(second).rejects.toThrow(/an earlier feature write failed/);
+      await c.connect();
+      await fe.flush(); // the changes the failed write had taken
+      // A new engine reads them back: the same events are duplicates with their first rows.
+      await fe.close();
+      const again = createFeatureEngine({ redis: r, prefix: `${ns}:fail:` });
+      const back = await again.computeBatch(events);
+      await again.close();
+      expect(Array.from(back.duplicate)).toEqual([1, 1]);
+      expect(back.matrix).toEqual(want);
+    } finally {
+      await fe.close().catch(() => undefined);
+      c.disconnect();
+    }
   });
 
   it('equals the reference when every batch is read back from Redis by a new engine', async () => {
