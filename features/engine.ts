@@ -201,10 +201,13 @@ const WRITE_CMD = 'fraudstreamWriteBlob';
 /** Bytes per call: Redis runs one call at a time, so a checkpoint is cut into calls of about this. */
 const WRITE_CHUNK_BYTES = 1 << 20;
 
+/** encodeOps' scratch, reused across writes (an inline answer's write is a few hundred bytes). */
+let opScratch = Buffer.allocUnsafe(64 * 1024);
+
 /** Serialises ops into blobs of about WRITE_CHUNK_BYTES (a single op may exceed it). */
 function encodeOps(ops: readonly Op[]): Buffer[] {
   const out: Buffer[] = [];
-  let b = Buffer.allocUnsafe(WRITE_CHUNK_BYTES * 2);
+  let b = opScratch;
   let o = 0;
   const cut = () => {
     out.push(Buffer.from(b.subarray(0, o)));
@@ -214,12 +217,14 @@ function encodeOps(ops: readonly Op[]): Buffer[] {
     const key = op[1];
     const val = op[0] === 'del' ? null : op[2];
     const ttl = op[0] === 'del' ? '' : String(op[3]);
-    const need = 5 + 3 * key.length + (val === null ? 0 : 5 + 3 * val.length + ttl.length);
+    // Upper bound: UTF-8 takes at most 3 bytes per UTF-16 unit.
+    const valBytes = val === null ? 0 : typeof val === 'string' ? 3 * val.length : val.length;
+    const need = 5 + 3 * key.length + (val === null ? 0 : 5 + valBytes + ttl.length);
     if (o > 0 && o + need > WRITE_CHUNK_BYTES) cut();
     if (o + need > b.length) {
       const bigger = Buffer.allocUnsafe(Math.max(b.length * 2, o + need));
       b.copy(bigger, 0, 0, o);
-      b = bigger;
+      b = opScratch = bigger;
     }
     b[o] = val === null ? 0 : 1;
     const kl = b.write(key, o + 5, 'utf8');
