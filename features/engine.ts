@@ -517,6 +517,29 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
     return p;
   }
 
+  /**
+   * Runs the calls that change the engine's state (computeBatch, applyLabels) one at a time, in call
+   * order: each reads and writes the cache across awaits (entity reads, a trim's write), so two that
+   * overlapped could compute against each other's half-done state or evict what the other just
+   * changed. A call's turn ends when its state is computed; the write it started (`[, flushing]`) is
+   * awaited after, so the next call computes while Redis writes.
+   */
+  let turn: Promise<void> = Promise.resolve();
+  async function exclusive<T>(body: () => Promise<[T, Promise<void> | undefined]>): Promise<T> {
+    const prev = turn;
+    let release!: () => void;
+    turn = new Promise<void>((r) => (release = r));
+    await prev;
+    let out: [T, Promise<void> | undefined];
+    try {
+      out = await body();
+    } finally {
+      release();
+    }
+    if (out[1]) await out[1];
+    return out[0];
+  }
+
   /** Keeps the cache within its bound: flushes, then drops the least recently used states. */
   async function trim(): Promise<void> {
     if (cache.size <= maxCached) return;
@@ -568,172 +591,180 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
     prefix,
     writeMode: mode,
 
-    async computeBatch(events, wo) {
-      await ready();
-      const n = events.length;
-      // The engine's own copy, which held dedupe rows point into; the caller gets another.
-      const own = new Float32Array(n * cols);
-      const duplicate = new Uint8Array(n);
-      const late = new Uint8Array(n);
-      const idsOf: (string | null)[][] = new Array(n);
-      const keysOf: (string | null)[][] = new Array(n);
-      const needed = new Map<string, Role>();
-      for (let r = 0; r < n; r++) {
-        const ids = entityIds(events[r]!);
-        idsOf[r] = ids;
-        const keys = ids.map((id, k) => {
-          if (id === null) return null;
-          const key = base(k, id);
-          needed.set(key, ENTITIES[k]!.role);
-          return key;
-        });
-        keysOf[r] = keys;
-      }
-      await load(needed);
+    computeBatch(events, wo) {
+      return exclusive(async () => {
+        await ready();
+        const n = events.length;
+        // The engine's own copy, which held dedupe rows point into; the caller gets another.
+        const own = new Float32Array(n * cols);
+        const duplicate = new Uint8Array(n);
+        const late = new Uint8Array(n);
+        const idsOf: (string | null)[][] = new Array(n);
+        const keysOf: (string | null)[][] = new Array(n);
+        const needed = new Map<string, Role>();
+        for (let r = 0; r < n; r++) {
+          const ids = entityIds(events[r]!);
+          idsOf[r] = ids;
+          const keys = ids.map((id, k) => {
+            if (id === null) return null;
+            const key = base(k, id);
+            needed.set(key, ENTITIES[k]!.role);
+            return key;
+          });
+          keysOf[r] = keys;
+        }
+        await load(needed);
 
-      // From here to the end of the loop nothing awaits: the batch is computed against one state.
-      const fetch: [row: number, key: string][] = [];
-      const raws: (EntityRaw | null)[] = new Array(ENTITIES.length);
-      const scratch = rawScratch;
-      for (let r = 0; r < n; r++) {
-        const ev = events[r]!;
-        const e = ev.event;
-        const ids = idsOf[r]!;
-        const keys = keysOf[r]!;
-        const acctKey = keys[0]!;
-        const acct = touch(acctKey);
-        const eid = e.event_id;
-        if (seenBefore(acct, eid, lim)) {
-          duplicate[r] = 1;
-          const held = acct.rows!.get(eid);
-          if (held) {
-            late[r] = held.late;
-            own.set(held.m.subarray(held.o, held.o + cols), r * cols);
-          } else fetch.push([r, rowKey(acctKey, eid)]);
-          continue;
-        }
-        if (e.event_time > watermark) watermark = e.event_time;
-        // Account dimensions: instrument, merchant, device, destination, country (reused per event).
-        dims[0] = ids[1];
-        dims[1] = ids[4];
-        dims[2] = ids[2];
-        dims[3] = ids[5];
-        dims[4] = e.country;
-        let loc: [number, number] | null = null;
-        if (e.lat !== null && e.lon !== null) {
-          loc = locScratch;
-          loc[0] = e.lat;
-          loc[1] = e.lon;
-        }
-        for (let k = 0; k < ENTITIES.length; k++) {
-          const key = keys[k];
-          if (!key) {
-            raws[k] = null;
+        // From here to the end of the loop nothing awaits: the batch is computed against one state.
+        const fetch: [row: number, key: string][] = [];
+        const raws: (EntityRaw | null)[] = new Array(ENTITIES.length);
+        const scratch = rawScratch;
+        for (let r = 0; r < n; r++) {
+          const ev = events[r]!;
+          const e = ev.event;
+          const ids = idsOf[r]!;
+          const keys = keysOf[r]!;
+          const acctKey = keys[0]!;
+          const acct = touch(acctKey);
+          const eid = e.event_id;
+          if (seenBefore(acct, eid, lim)) {
+            duplicate[r] = 1;
+            const held = acct.rows!.get(eid);
+            if (held) {
+              late[r] = held.late;
+              own.set(held.m.subarray(held.o, held.o + cols), r * cols);
+            } else fetch.push([r, rowKey(acctKey, eid)]);
             continue;
           }
-          const s = k === 0 ? acct : touch(key);
-          const role = ENTITIES[k]!.role;
-          const raw = scratch[k]!;
-          input.t = e.event_time;
-          input.amount = e.amount_minor;
-          input.dims = role === 'a' ? dims : undefined;
-          input.loc = loc;
-          if (applyEvent(s, role, input, lim, raw)) markDirty(key, s);
-          raws[k] = raw;
+          if (e.event_time > watermark) watermark = e.event_time;
+          // Account dimensions: instrument, merchant, device, destination, country (reused per event).
+          dims[0] = ids[1];
+          dims[1] = ids[4];
+          dims[2] = ids[2];
+          dims[3] = ids[5];
+          dims[4] = e.country;
+          let loc: [number, number] | null = null;
+          if (e.lat !== null && e.lon !== null) {
+            loc = locScratch;
+            loc[0] = e.lat;
+            loc[1] = e.lon;
+          }
+          for (let k = 0; k < ENTITIES.length; k++) {
+            const key = keys[k];
+            if (!key) {
+              raws[k] = null;
+              continue;
+            }
+            const s = k === 0 ? acct : touch(key);
+            const role = ENTITIES[k]!.role;
+            const raw = scratch[k]!;
+            input.t = e.event_time;
+            input.amount = e.amount_minor;
+            input.dims = role === 'a' ? dims : undefined;
+            input.loc = loc;
+            if (applyEvent(s, role, input, lim, raw)) markDirty(key, s);
+            raws[k] = raw;
+          }
+          const isLate = raws[0]!.late;
+          late[r] = isLate ? 1 : 0;
+          assembleRow(ev, raws, own, r * cols);
+          // The dedupe record: the late flag and the row, returned unchanged for a repeated event_id.
+          const rows = acct.rows!;
+          // Write-through holds only what is not yet written: older rows are in Redis, with a TTL.
+          for (const g of rememberId(acct, eid, lim)) rows.delete(g);
+          // Nothing held yet since the last write: the account joins the next write's list.
+          if (mode !== 'behind' && rows.size === 0 && acct.lb!.size === 0) dirtyAccounts.push(acctKey);
+          markDirty(acctKey, acct);
+          rows.set(eid, { m: own, o: r * cols, late: late[r]! });
+          if (!isLate && (labelled === undefined || labelled.has(eid))) {
+            acct.lb!.set(eid, ev);
+            if (mode === 'behind') pruneLookups(acct.lb!);
+          }
         }
-        const isLate = raws[0]!.late;
-        late[r] = isLate ? 1 : 0;
-        assembleRow(ev, raws, own, r * cols);
-        // The dedupe record: the late flag and the row, returned unchanged for a repeated event_id.
-        const rows = acct.rows!;
-        // Write-through holds only what is not yet written: older rows are in Redis, with a TTL.
-        for (const g of rememberId(acct, eid, lim)) rows.delete(g);
-        // Nothing held yet since the last write: the account joins the next write's list.
-        if (mode !== 'behind' && rows.size === 0 && acct.lb!.size === 0) dirtyAccounts.push(acctKey);
-        markDirty(acctKey, acct);
-        rows.set(eid, { m: own, o: r * cols, late: late[r]! });
-        if (!isLate && (labelled === undefined || labelled.has(eid))) {
-          acct.lb!.set(eid, ev);
-          if (mode === 'behind') pruneLookups(acct.lb!);
-        }
-      }
 
-      if (fetch.length) {
-        const got = await readBuffers(fetch.map(([, k]) => k));
-        got.forEach((buf, i) => {
-          const [r, k] = fetch[i]!;
-          const l = buf ? decodeRow(buf, own, r * cols, cols) : null;
-          if (l === null) fail('FEATURE_STORE', `the dedupe record ${k} is missing or malformed`);
-          late[r] = l;
-        });
-      }
-      if (wo?.flush ?? mode === 'through') await flush();
-      await trim();
-      return { matrix: own.slice(), rows: n, cols, duplicate, late };
+        if (fetch.length) {
+          const got = await readBuffers(fetch.map(([, k]) => k));
+          got.forEach((buf, i) => {
+            const [r, k] = fetch[i]!;
+            const l = buf ? decodeRow(buf, own, r * cols, cols) : null;
+            if (l === null) fail('FEATURE_STORE', `the dedupe record ${k} is missing or malformed`);
+            late[r] = l;
+          });
+        }
+        const flushing = (wo?.flush ?? mode === 'through') ? flush() : undefined;
+        try {
+          await trim();
+        } catch (e) {
+          flushing?.catch(() => undefined);
+          throw e;
+        }
+        return [{ matrix: own.slice(), rows: n, cols, duplicate, late }, flushing];
+      });
     },
 
-    async applyLabels(labels, wo) {
-      await ready();
-      const fraud = labels.filter((l) => l.label === 'FRAUD');
-      if (!fraud.length) return { applied: 0 };
-      const keys = fraud.map((l) => lblKey(base(0, l.account_id), l.event_id));
-      const heldOf = (i: number) => cache.get(base(0, fraud[i]!.account_id))?.lb?.get(fraud[i]!.event_id);
-      // Lookups not held here (write-through holds none after a flush) are read from Redis.
-      const unknown = [...new Set(keys.filter((k, i) => heldOf(i) === undefined && !lblDeletes.has(k)))];
-      const fetched = new Map<string, string | null>();
-      if (unknown.length && !fresh) {
-        const got = await readBuffers(unknown);
-        unknown.forEach((k, i) => fetched.set(k, got[i] ? got[i]!.toString('utf8') : null));
-      }
-      // Entities to load for the labels found.
-      const targets: [label: number, key: string][] = [];
-      const toLoad = new Map<string, Role>();
-      const found = new Map<string, string>();
-      for (let i = 0; i < fraud.length; i++) {
-        const k = keys[i]!;
-        const held = heldOf(i) as Lookup | undefined;
-        const rec =
-          held !== undefined ? lblRecord(held) : ((lblDeletes.has(k) ? null : fetched.get(k)) ?? null);
-        if (rec === null || found.has(k)) continue;
-        const [merchant, device, destination, at] = rec.split('\t');
-        // A label for an event older than the label horizon changes nothing.
-        if (fraud[i]!.labelled_at - Number(at) > labelHorizon) continue;
-        found.set(k, rec);
-        for (const [e, id] of [
-          [4, merchant],
-          [2, device],
-          [5, destination],
-        ] as const) {
-          if (!id) continue;
-          const key = base(e, id);
-          toLoad.set(key, ENTITIES[e]!.role);
-          targets.push([i, key]);
+    applyLabels(labels, wo) {
+      return exclusive(async () => {
+        await ready();
+        const fraud = labels.filter((l) => l.label === 'FRAUD');
+        if (!fraud.length) return [{ applied: 0 }, undefined];
+        const keys = fraud.map((l) => lblKey(base(0, l.account_id), l.event_id));
+        const heldOf = (i: number) => cache.get(base(0, fraud[i]!.account_id))?.lb?.get(fraud[i]!.event_id);
+        // Lookups not held here (write-through holds none after a flush) are read from Redis.
+        const unknown = [...new Set(keys.filter((k, i) => heldOf(i) === undefined && !lblDeletes.has(k)))];
+        const fetched = new Map<string, string | null>();
+        if (unknown.length && !fresh) {
+          const got = await readBuffers(unknown);
+          unknown.forEach((k, i) => fetched.set(k, got[i] ? got[i]!.toString('utf8') : null));
         }
-      }
-      await load(toLoad);
-      // Applied once: a lookup record is consumed by the first label that finds it.
-      let applied = 0;
-      const consumed = new Set<string>();
-      for (let i = 0; i < fraud.length; i++) {
-        const k = keys[i]!;
-        if (!found.has(k) || consumed.has(k) || lblDeletes.has(k)) continue;
-        const acct = cache.get(base(0, fraud[i]!.account_id));
-        const isHeld = acct?.lb?.has(fraud[i]!.event_id) ?? false;
-        if (!isHeld && fetched.get(k) == null) continue;
-        consumed.add(k);
-        applied++;
-        if (isHeld) acct!.lb!.delete(fraud[i]!.event_id);
-        // What Redis holds (written already, or by a trim) is deleted with the next write.
-        if (mode !== 'behind' || !isHeld) lblDeletes.add(k);
-        for (const [li, key] of targets) {
-          if (li !== i) continue;
-          const s = touch(key);
-          applyFraudLabel(s, fraud[i]!.labelled_at, lateness);
-          markDirty(key, s);
+        // Entities to load for the labels found.
+        const targets: [label: number, key: string][] = [];
+        const toLoad = new Map<string, Role>();
+        const found = new Map<string, string>();
+        for (let i = 0; i < fraud.length; i++) {
+          const k = keys[i]!;
+          const held = heldOf(i) as Lookup | undefined;
+          const rec =
+            held !== undefined ? lblRecord(held) : ((lblDeletes.has(k) ? null : fetched.get(k)) ?? null);
+          if (rec === null || found.has(k)) continue;
+          const [merchant, device, destination, at] = rec.split('\t');
+          // A label for an event older than the label horizon changes nothing.
+          if (fraud[i]!.labelled_at - Number(at) > labelHorizon) continue;
+          found.set(k, rec);
+          for (const [e, id] of [
+            [4, merchant],
+            [2, device],
+            [5, destination],
+          ] as const) {
+            if (!id) continue;
+            const key = base(e, id);
+            toLoad.set(key, ENTITIES[e]!.role);
+            targets.push([i, key]);
+          }
         }
-      }
-      if (wo?.flush ?? mode === 'through') await flush();
-      return { applied };
+        await load(toLoad);
+        // Applied once: a lookup record is consumed by the first label that finds it.
+        let applied = 0;
+        const consumed = new Set<string>();
+        for (let i = 0; i < fraud.length; i++) {
+          const k = keys[i]!;
+          if (!found.has(k) || consumed.has(k) || lblDeletes.has(k)) continue;
+          const acct = cache.get(base(0, fraud[i]!.account_id));
+          const isHeld = acct?.lb?.has(fraud[i]!.event_id) ?? false;
+          if (!isHeld && fetched.get(k) == null) continue;
+          consumed.add(k);
+          applied++;
+          if (isHeld) acct!.lb!.delete(fraud[i]!.event_id);
+          // What Redis holds (written already, or by a trim) is deleted with the next write.
+          if (mode !== 'behind' || !isHeld) lblDeletes.add(k);
+          for (const [li, key] of targets) {
+            if (li !== i) continue;
+            const s = touch(key);
+            applyFraudLabel(s, fraud[i]!.labelled_at, lateness);
+            markDirty(key, s);
+          }
+        }
+        return [{ applied }, (wo?.flush ?? mode === 'through') ? flush() : undefined];
+      });
     },
 
     flush,

@@ -6,6 +6,7 @@ import {
   decodeState,
   FEATURE_NAMES,
   NO_PREVIOUS_EVENT_S,
+  type FeatureBatch,
   type FeatureEngine,
   type WriteMode,
 } from '../../features/index.js';
@@ -463,6 +464,33 @@ describe('feature engine on a real Redis', () => {
       writeMode: 'behind',
       maxCachedEntities: 3,
     });
+  });
+
+  it('computes calls that overlap one after another, in call order, even while it evicts and reads back', async () => {
+    // Replay hands the next batch over while the one before is still being computed or scored.
+    const events = Array.from({ length: 600 }, (_, i) =>
+      pay(`o${i}`, T0 + i * 5 * MIN, 100 + (i % 97), {
+        account_id: `acct-${(i * 7) % 41}`,
+        merchant_id: `m-${i % 13}`,
+        device_id: `d-${(i * 3) % 29}`,
+      }),
+    );
+    const batches = Array.from({ length: 30 }, (_, k) => events.slice(k * 20, k * 20 + 20));
+    const opts = { redis: r, writeMode: 'behind' as const, fresh: true, maxCachedEntities: 8 };
+    const one = createFeatureEngine({ ...opts, prefix: `${ns}:seq:` });
+    const sequential: number[][] = [];
+    for (const b of batches) sequential.push(Array.from((await one.computeBatch(b)).matrix));
+    const other = createFeatureEngine({ ...opts, prefix: `${ns}:par:` });
+    // Each call starts while the one before waits on Redis (a read back, an eviction's write).
+    const calls: Promise<FeatureBatch>[] = [];
+    for (const b of batches) {
+      calls.push(other.computeBatch(b));
+      await new Promise((res) => setImmediate(res));
+    }
+    const overlapping = await Promise.all(calls);
+    expect(overlapping.map((x) => Array.from(x.matrix))).toEqual(sequential);
+    await one.close({ flush: false });
+    await other.close({ flush: false });
   });
 
   it('refuses a corrupt stored state with an error naming the key, and writes nothing', async () => {
