@@ -91,6 +91,16 @@ export const modelOptions: OptionDef[] = [
   },
 ];
 
+/** The feature engine's in-process cache bound (docs/operations.md, "Memory"). */
+const cacheOption: OptionDef = {
+  flag: 'max-cached-entities',
+  env: 'FRAUDSTREAM_MAX_CACHED_ENTITIES',
+  type: 'int',
+  default: 200_000,
+  min: 1,
+  help: 'entity states the feature engine keeps in memory (least recently used go first); about 7 KB each, docs/operations.md',
+};
+
 export const scoreOptions: OptionDef[] = [
   ...kafkaOptions,
   {
@@ -159,6 +169,7 @@ export const scoreOptions: OptionDef[] = [
     default: 86_400_000,
     help: "how far (event time) behind an entity's newest event an event may be and still update its windows",
   },
+  cacheOption,
   ...modelOptions,
   {
     flag: 'challenger',
@@ -321,6 +332,7 @@ export const replayOptions: OptionDef[] = [
     help: 'isolated Redis key namespace, cleared before the run',
   },
   { flag: 'batch-size', type: 'int', default: 512, help: 'events per feature round trip and model run' },
+  cacheOption,
   {
     flag: 'topic-labels',
     env: 'FRAUDSTREAM_TOPIC_LABELS',

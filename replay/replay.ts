@@ -53,6 +53,8 @@ export interface ReplayOptions {
   /** Redis namespace (key prefix without the colon); cleared before and after the run. */
   namespace: string;
   batchSize: number;
+  /** Entity states kept in memory; past it the least recently used are written to Redis. Default 200,000. */
+  maxCachedEntities?: number;
   /** Absent: features only (needs emitFeatures). */
   champion?: ReplayModel;
   /** Scored on the same feature vectors, recorded in the report side by side, never in decisions.avro. */
@@ -192,6 +194,7 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayResult> {
     prefix: `${opts.namespace}:`,
     writeMode: 'behind',
     fresh: true,
+    ...(opts.maxCachedEntities !== undefined ? { maxCachedEntities: opts.maxCachedEntities } : {}),
     // The labels are all known here: only their events need a label lookup held.
     labelledEvents: new Set(input.labels.filter((l) => l.label === 'FRAUD').map((l) => l.event_id)),
   });

@@ -28,6 +28,8 @@ export interface ScoringServiceConfig {
   featurePrefix: string;
   /** Default 24 h. */
   allowedLatenessMs?: number;
+  /** Entity states the feature engine keeps in memory. Default 200,000 (the engine's). */
+  maxCachedEntities?: number;
   /** Least time between two checkpoints of the Kafka scorer (feature flush, then offset commit), ms. */
   checkpointMs?: number;
   modelManifest: string;
@@ -129,6 +131,7 @@ export async function startScoringService(
     prefix: cfg.featurePrefix,
     writeMode: 'checkpoint',
     ...(cfg.allowedLatenessMs !== undefined ? { allowedLatenessMs: cfg.allowedLatenessMs } : {}),
+    ...(cfg.maxCachedEntities !== undefined ? { maxCachedEntities: cfg.maxCachedEntities } : {}),
   });
   const model = await createModelRunner({
     manifestPath: cfg.modelManifest,

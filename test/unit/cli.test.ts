@@ -63,6 +63,10 @@ describe('option parsing', () => {
       /FRAUDSTREAM_MAX_BATCH: 0 is below its least value, 1/,
     );
     expect(parseOptions(scoreOptions, ['--checkpoint-ms', '0'], {})['checkpoint-ms']).toBe(0);
+    expect(() => parseOptions(scoreOptions, [], { FRAUDSTREAM_MAX_CACHED_ENTITIES: '0' })).toThrow(
+      /FRAUDSTREAM_MAX_CACHED_ENTITIES: 0 is below its least value, 1/,
+    );
+    expect(parseOptions(scoreOptions, [], {})['max-cached-entities']).toBe(200_000);
   });
 
   it('requires the required flags', () => {
