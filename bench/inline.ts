@@ -19,6 +19,7 @@
  */
 import autocannon from 'autocannon';
 import { fork } from 'node:child_process';
+import { constants, PerformanceObserver } from 'node:perf_hooks';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
@@ -49,6 +50,16 @@ interface Measured {
   /** The service process's CPU time per answered request (ms), and its event-loop utilisation. */
   cpuMsPerRequest?: number;
   elu?: number;
+  gc?: GcStats;
+}
+
+/** The service's GC pauses over a run: young-generation scavenges and full mark-compacts. */
+interface GcStats {
+  scavenges: number;
+  scavengeMs: number;
+  markCompacts: number;
+  markCompactMs: number;
+  maxPauseMs: number;
 }
 
 /** loadtest 8's promise API (its bundled typings describe the older callback one). */
@@ -194,14 +205,37 @@ async function serve(run: string) {
   // 'cpu' answers the process's CPU time (ms) and event-loop utilisation since the previous 'cpu'.
   let cpu = process.cpuUsage();
   let elu = performance.eventLoopUtilization();
+  const fresh = (): GcStats => ({
+    scavenges: 0,
+    scavengeMs: 0,
+    markCompacts: 0,
+    markCompactMs: 0,
+    maxPauseMs: 0,
+  });
+  let gc = fresh();
+  const gcObserver = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      const kind = (e as unknown as { detail?: { kind?: number } }).detail?.kind;
+      if (kind === constants.NODE_PERFORMANCE_GC_MINOR) {
+        gc.scavenges++;
+        gc.scavengeMs += e.duration;
+      } else if (kind === constants.NODE_PERFORMANCE_GC_MAJOR) {
+        gc.markCompacts++;
+        gc.markCompactMs += e.duration;
+      }
+      if (e.duration > gc.maxPauseMs) gc.maxPauseMs = e.duration;
+    }
+  });
+  gcObserver.observe({ entryTypes: ['gc'] });
   for (;;) {
     const m = await new Promise((res) => process.once('message', res));
     if (m !== 'cpu') break;
     const used = process.cpuUsage(cpu);
     const loop = performance.eventLoopUtilization(elu);
-    process.send!({ cpuMs: (used.user + used.system) / 1000, elu: loop.utilization });
+    process.send!({ cpuMs: (used.user + used.system) / 1000, elu: loop.utilization, gc });
     cpu = process.cpuUsage();
     elu = performance.eventLoopUtilization();
+    gc = fresh();
   }
   await service.stop();
   await admin.deleteTopics({ topics: Object.values(topics) }).catch(() => undefined);
@@ -243,15 +277,15 @@ async function main() {
   try {
     // The service's CPU over a run: what latency on a shared 2-core machine hides, and what it costs.
     const serviceCpu = () =>
-      new Promise<{ cpuMs: number; elu: number }>((res) => {
-        child.once('message', (m) => res(m as { cpuMs: number; elu: number }));
+      new Promise<{ cpuMs: number; elu: number; gc: GcStats }>((res) => {
+        child.once('message', (m) => res(m as { cpuMs: number; elu: number; gc: GcStats }));
         child.send('cpu');
       });
     const withCpu = async (run: Promise<Measured>): Promise<Measured> => {
       await serviceCpu();
       const r = await run;
-      const { cpuMs, elu } = await serviceCpu();
-      return { ...r, cpuMsPerRequest: cpuMs / (r.rate * SECONDS), elu };
+      const { cpuMs, elu, gc } = await serviceCpu();
+      return { ...r, cpuMsPerRequest: cpuMs / (r.rate * SECONDS), elu, gc };
     };
     await paced(`${url}/v1/score`, body, WARMUP_SECONDS); // JIT, connections, Redis scripts
     const runs = [
@@ -279,6 +313,19 @@ async function main() {
       bare.cpuMsPerRequest!,
       'ms',
     );
+    const g = score.gc!;
+    row(
+      `inline scoring service GC pause per second at ${RATE} req/s (scavenges + mark-compacts; baseline: bare route)`,
+      (g.scavengeMs + g.markCompactMs) / SECONDS,
+      (bare.gc!.scavengeMs + bare.gc!.markCompactMs) / SECONDS,
+      'ms/s',
+    );
+    row(
+      `inline scoring service mark-compacts per second at ${RATE} req/s (baseline: bare route)`,
+      g.markCompacts / SECONDS,
+      bare.gc!.markCompacts / SECONDS,
+      '1/s',
+    );
     row(
       `inline scoring p99, closed-loop bursts (autocannon, 16 connections, ${RATE} req/s quota)`,
       scoreBurst.p99,
@@ -297,6 +344,7 @@ async function main() {
       `\ninline: p99 ${score.p99} ms, p50 ${score.p50} ms at ${RATE} req/s paced (target <= 5 ms); ` +
         `bare route p99 ${bare.p99} ms; closed-loop bursts p99 ${scoreBurst.p99} ms (bare ${bareBurst.p99} ms); ` +
         `service CPU ${score.cpuMsPerRequest!.toFixed(3)} ms/request, event loop ${(score.elu! * 100).toFixed(0)} % busy; ` +
+        `GC ${g.scavenges} scavenges ${g.scavengeMs.toFixed(0)} ms, ${g.markCompacts} mark-compacts ${g.markCompactMs.toFixed(0)} ms, longest pause ${g.maxPauseMs.toFixed(1)} ms in ${SECONDS} s; ` +
         `Kafka acks=all alone p99 ${ack.p99.toFixed(2)} ms (p50 ${ack.p50.toFixed(2)} ms)`,
     );
   } finally {
