@@ -91,7 +91,7 @@ export interface FeatureEngine {
    * Features of each event from the history before it, then adds it. Entity states are computed in
    * this process (features/core.ts) from a cache of Redis; entities not cached are read in one
    * pipelined round trip, and (write-through) the changes go back in one atomic call: a warm batch is one
-   * round trip.
+   * round trip. Calls that overlap (and applyLabels calls) are computed one at a time, in call order.
    */
   computeBatch(events: readonly ScoringEvent[], opts?: WriteOptions): Promise<FeatureBatch>;
   /** Counts confirmed-fraud labels on the labelled events' merchant, device and destination. */
