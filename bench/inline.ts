@@ -298,7 +298,8 @@ async function main() {
     const ack = await bareAck(run, SECONDS);
     const [[, bare], [, score], [, bareBurst], [, scoreBurst]] = runs;
     const row = (name: string, value: number, baseline: number, unit: string) =>
-      rows.push({ name, value, unit, baseline, ratio: value / baseline });
+      // No ratio to a zero baseline (the bare route may see no mark-compact at all).
+      rows.push({ name, value, unit, baseline, ratio: baseline > 0 ? value / baseline : null });
     row(
       `inline scoring p99 at ${RATE} req/s, open-loop paced (bare fastify route as baseline)`,
       score.p99,
