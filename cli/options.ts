@@ -98,7 +98,7 @@ const cacheOption: OptionDef = {
   type: 'int',
   default: 200_000,
   min: 1,
-  help: 'entity states the feature engine keeps in memory (least recently used go first); about 7 KB each, docs/operations.md',
+  help: 'entity states the feature engine keeps in memory (least recently used go first); about 6 KB each, docs/operations.md',
 };
 
 export const scoreOptions: OptionDef[] = [

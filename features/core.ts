@@ -22,28 +22,30 @@ const floor = Math.floor;
 /** Doubles per ring slot: bucket key, count, sum, max, sum of squares (account 30 d only). */
 const SLOT = 5;
 
-interface Win {
-  /** Running count, sum, sum of squares over [x-n+1, x]; m the max, in bucket y (null: none). */
-  c: number;
-  s: number;
-  q: number;
-  m: number;
-  y: number | null;
-  /** Newest bucket of the window; null until the first event. */
-  x: number | null;
-  /**
-   * The kept buckets: a ring of n slots, bucket k in slot k mod n, valid while its key is k. Only the
-   * newest event's window [x-n+1, x] is kept, so n slots always suffice; older buckets are overwritten.
-   */
-  r: Float64Array;
-  /** Bit per slot (n <= 31) holding a bucket of the current window: sums visit only those. */
-  k: number;
-}
+/*
+ * An entity's windows live in one Float64Array (no object per window: fewer objects for the GC to
+ * trace and copy, and one contiguous block for applyEvent). Window i has a header at HDR * i:
+ *   C count, S sum, Q sum of squares, M max over the buckets [x-n+1, x] (running aggregates);
+ *   Y the bucket of the max (NaN: none); X the window's newest bucket (NaN: no event yet);
+ *   K a bit per ring slot (n <= 31) holding a bucket of the current window: sums visit only those.
+ * and a ring of n slots from RING_AT[i] (after the headers): bucket k in slot k mod n, valid while
+ * its key is k. Only the newest event's window [x-n+1, x] is kept, so n slots always suffice; older
+ * buckets are overwritten.
+ */
+const HDR = 7;
+const C = 0;
+const S_ = 1;
+const Q = 2;
+const M = 3;
+const Y = 4;
+const X = 5;
+const K = 6;
 
 export interface EntityState {
   /** Newest event time added; null before the first. */
   mx: number | null;
-  w: Win[];
+  /** The windows: headers and rings (layout above). */
+  b: Float64Array;
   /** Account: per dimension (instrument, merchant, device, destination, country) value -> latest time. */
   d: Map<string, number>[] | null;
   /** Account: latest located event. */
@@ -79,28 +81,35 @@ export interface EngineLimits {
 /** How long an entity's state outlives its newest event (also its Redis TTL): 30 d + lateness + 1 d. */
 export const keepMs = (latenessMs: number) => 30 * DAY_MS + latenessMs + DAY_MS;
 
-/** Ring offsets of each window inside one per-entity buffer (one allocation, contiguous in memory). */
+/** Ring offsets of each window, after the headers, inside the entity's buffer. */
 const RING_AT: number[] = [];
-const RING_LEN = G.reduce((at, [, n]) => (RING_AT.push(at), at + n * SLOT), 0);
-// Zeroed: a slot holds a bucket only while its occupied bit is set (bucket 0 is never an event's: 1970).
-const newRings = () => new Float64Array(RING_LEN);
-const ring = (buf: Float64Array, i: number) => buf.subarray(RING_AT[i]!, RING_AT[i]! + G[i]![1] * SLOT);
-const newWin = (buf: Float64Array, i: number): Win => ({
-  c: 0,
-  s: 0,
-  q: 0,
-  m: 0,
-  y: null,
-  x: null,
-  r: ring(buf, i),
-  k: 0,
-});
+const RING0 = G.length * HDR;
+const BUF_LEN = G.reduce((at, [, n]) => (RING_AT.push(at), at + n * SLOT), RING0);
+/** A fresh buffer: every window without an event (X, Y NaN); ring slots are zero and unoccupied. */
+const EMPTY = new Float64Array(BUF_LEN);
+for (let i = 0; i < G.length; i++) EMPTY[i * HDR + X] = EMPTY[i * HDR + Y] = NaN;
+const newBuf = () => EMPTY.slice();
+
+/** A window's header, as numbers (tests and tools; the engine reads the buffer). */
+export function windowOf(S: EntityState, i: number) {
+  const h = i * HDR;
+  const b = S.b;
+  const nul = (v: number) => (Number.isNaN(v) ? null : v);
+  return {
+    c: b[h + C]!,
+    s: b[h + S_]!,
+    q: b[h + Q]!,
+    m: b[h + M]!,
+    y: nul(b[h + Y]!),
+    x: nul(b[h + X]!),
+    k: b[h + K]! | 0,
+  };
+}
 
 export function newState(role: EntityDef['role']): EntityState {
-  const buf = newRings();
   return {
     mx: null,
-    w: G.map((_, i) => newWin(buf, i)),
+    b: newBuf(),
     d: role === 'a' ? Array.from({ length: NDIM }, () => new Map()) : null,
     loc: null,
     l: role === 'l' ? [new Map(), new Map(), new Map()] : null,
@@ -148,28 +157,28 @@ const dimOldest = new Float64Array(NDIM);
  * Count, sum, max (and its bucket), sum of squares over the window's buckets in [lo, hi], into `acc`.
  * Visits the occupied slots only; of equal maxima the lowest bucket wins (as an ascending scan would).
  */
-function sumBuckets(w: Win, lo: number, hi: number): Float64Array {
+function sumBuckets(b: Float64Array, i: number, lo: number, hi: number): Float64Array {
   let c = 0;
   let s = 0;
   let mx = 0;
   let my = NaN;
   let q = 0;
-  const r = w.r;
-  let bits = w.k;
+  const ra = RING_AT[i]!;
+  let bits = b[i * HDR + K]! | 0;
   while (bits !== 0) {
     const bit = bits & -bits;
     bits ^= bit;
-    const o = (31 - Math.clz32(bit)) * SLOT;
-    const k = r[o]!;
+    const o = ra + (31 - Math.clz32(bit)) * SLOT;
+    const k = b[o]!;
     if (k < lo || k > hi) continue;
-    c += r[o + 1]!;
-    s += r[o + 2]!;
-    const v = r[o + 3]!;
+    c += b[o + 1]!;
+    s += b[o + 2]!;
+    const v = b[o + 3]!;
     if (v > mx || (v === mx && v > 0 && k < my)) {
       mx = v;
       my = k;
     }
-    q += r[o + 4]!;
+    q += b[o + 4]!;
   }
   acc[0] = c;
   acc[1] = s;
@@ -203,59 +212,63 @@ export function applyEvent(
   const out = raw.windows;
 
   let q30 = 0;
+  const b = S.b;
   for (let i = 0; i < G.length; i++) {
-    const b = G[i]![0];
+    const bs = G[i]![0];
     const n = G[i]![1];
-    const w = S.w[i]!;
-    const B = floor(t / b);
+    const h = i * HDR;
+    const B = floor(t / bs);
     let fc: number, fs: number, fm: number, fq: number;
-    const x = w.x;
-    if (x === null || B - x >= n) {
+    const x = b[h + X]!;
+    // NaN (no event yet) fails every comparison: it takes the first branch.
+    if (!(B - x < n)) {
       // Nothing yet, or everything expired: the window starts empty at B.
-      w.c = 0;
-      w.s = 0;
-      w.m = 0;
-      w.q = 0;
-      w.y = null;
-      w.x = B;
-      w.k = 0;
+      b[h + C] = 0;
+      b[h + S_] = 0;
+      b[h + M] = 0;
+      b[h + Q] = 0;
+      b[h + Y] = NaN;
+      b[h + X] = B;
+      b[h + K] = 0;
       fc = fs = fm = fq = 0;
     } else if (B > x) {
       // Slide: drop buckets [x-n+1, B-n] from the running aggregate. Bucket k can only be in slot
       // k mod n, so the B-x (< n) leaving buckets are looked up directly.
-      const r = w.r;
+      const ra = RING_AT[i]!;
+      let bits = b[h + K]! | 0;
       for (let k = x - n + 1; k <= B - n; k++) {
         const slot = k % n;
         const bit = 1 << slot;
-        const o = slot * SLOT;
-        if ((w.k & bit) === 0 || r[o] !== k) continue;
-        w.c -= r[o + 1]!;
-        w.s -= r[o + 2]!;
-        w.q -= r[o + 4]!;
-        w.k &= ~bit;
+        const o = ra + slot * SLOT;
+        if ((bits & bit) === 0 || b[o] !== k) continue;
+        b[h + C] = b[h + C]! - b[o + 1]!;
+        b[h + S_] = b[h + S_]! - b[o + 2]!;
+        b[h + Q] = b[h + Q]! - b[o + 4]!;
+        bits &= ~bit;
       }
-      if (w.y !== null && w.y <= B - n) {
-        const a = sumBuckets(w, B - n + 1, x);
-        w.m = a[2]!;
-        w.y = Number.isNaN(a[3]) ? null : a[3]!;
+      b[h + K] = bits;
+      if (b[h + Y]! <= B - n) {
+        const a = sumBuckets(b, i, B - n + 1, x);
+        b[h + M] = a[2]!;
+        b[h + Y] = a[3]!;
       }
-      w.x = B;
-      fc = w.c;
-      fs = w.s;
-      fm = w.m;
-      fq = w.q;
+      b[h + X] = B;
+      fc = b[h + C]!;
+      fs = b[h + S_]!;
+      fm = b[h + M]!;
+      fq = b[h + Q]!;
     } else if (B === x) {
-      fc = w.c;
-      fs = w.s;
-      fm = w.m;
-      fq = w.q;
+      fc = b[h + C]!;
+      fs = b[h + S_]!;
+      fm = b[h + M]!;
+      fq = b[h + Q]!;
     } else {
       // Out of order: its own window, summed explicitly (only kept buckets count, those within the
       // newest event's window).
       let lo = B - n + 1;
-      const p = floor(newMax / b) - n + 1;
+      const p = floor(newMax / bs) - n + 1;
       if (lo < p) lo = p;
-      const a = sumBuckets(w, lo, B);
+      const a = sumBuckets(b, i, lo, B);
       fc = a[0]!;
       fs = a[1]!;
       fm = a[2]!;
@@ -327,31 +340,31 @@ export function applyEvent(
   const withQ = role === 'a';
   for (let i = 0; i < G.length; i++) {
     const n = G[i]![1];
-    const w = S.w[i]!;
+    const h = i * HDR;
     const B = Bs[i]!;
     // A bucket older than the newest event's window is never read again: nothing to keep.
-    if (B <= w.x! - n) continue;
-    const r = w.r;
+    if (B <= b[h + X]! - n) continue;
     const slot = (B | 0) % n;
-    const o = slot * SLOT;
-    if (r[o] !== B || (w.k & (1 << slot)) === 0) {
-      w.k |= 1 << slot;
-      r[o] = B;
-      r[o + 1] = r[o + 2] = r[o + 3] = r[o + 4] = 0;
+    const o = RING_AT[i]! + slot * SLOT;
+    const bits = b[h + K]! | 0;
+    if (b[o] !== B || (bits & (1 << slot)) === 0) {
+      b[h + K] = bits | (1 << slot);
+      b[o] = B;
+      b[o + 1] = b[o + 2] = b[o + 3] = b[o + 4] = 0;
     }
-    r[o + 1] = r[o + 1]! + 1;
-    r[o + 2] = r[o + 2]! + amt;
-    if (amt > r[o + 3]!) r[o + 3] = amt;
+    b[o + 1] = b[o + 1]! + 1;
+    b[o + 2] = b[o + 2]! + amt;
+    if (amt > b[o + 3]!) b[o + 3] = amt;
     // The sum of squares is kept for the account's 30 d window only.
     const q = withQ && i === 5;
-    if (q) r[o + 4] = r[o + 4]! + amt * amt;
+    if (q) b[o + 4] = b[o + 4]! + amt * amt;
     // The running aggregate covers [x-n+1, x], and the bucket is inside it.
-    w.c += 1;
-    w.s += amt;
-    if (q) w.q += amt * amt;
-    if (amt > w.m || w.y === null) {
-      w.m = amt;
-      w.y = B;
+    b[h + C] = b[h + C]! + 1;
+    b[h + S_] = b[h + S_]! + amt;
+    if (q) b[h + Q] = b[h + Q]! + amt * amt;
+    if (amt > b[h + M]! || Number.isNaN(b[h + Y]!)) {
+      b[h + M] = amt;
+      b[h + Y] = B;
     }
   }
   S.mx = newMax;
@@ -442,7 +455,7 @@ let scratch = Buffer.allocUnsafe(1 << 16);
 
 /** Upper bound of a v2 record's size: 9 bytes per num (or 10 + 8 for a double), utf-8 ≤ 3 bytes per unit. */
 function v2Bound(S: EntityState): number {
-  let n = 2 + 8 + G.length * (10 + 5 * 18 + 6) + RING_LEN * 18 + 30;
+  let n = 2 + 8 + G.length * (10 + 5 * 18 + 6) + (BUF_LEN - RING0) * 18 + 30;
   const str = (m: Map<string, number>) => {
     n += 10;
     for (const k of m.keys()) n += 10 + 3 * k.length + 10;
@@ -551,31 +564,33 @@ export function encodeState(S: EntityState): Buffer {
   w.u8(V2);
   w.u8((S.mx !== null ? 1 : 0) | (S.d ? 2 : 0) | (S.loc ? 4 : 0) | (S.l ? 8 : 0) | (S.ids ? 16 : 0));
   if (S.mx !== null) w.f64(S.mx);
+  const b = S.b;
   for (let i = 0; i < G.length; i++) {
-    const win = S.w[i]!;
-    const x = win.x;
-    if (x === null) {
+    const h = i * HDR;
+    const x = b[h + X]!;
+    if (Number.isNaN(x)) {
       w.varint(0);
       continue;
     }
     w.varint(x + 1);
-    w.num(win.c);
-    w.num(win.s);
-    w.num(win.q);
-    w.num(win.m);
-    w.varint(win.y === null ? 0 : zz(x - win.y) + 1);
-    w.varint(win.k >>> 0);
-    const r = win.r;
-    let bits = win.k;
+    w.num(b[h + C]!);
+    w.num(b[h + S_]!);
+    w.num(b[h + Q]!);
+    w.num(b[h + M]!);
+    const y = b[h + Y]!;
+    w.varint(Number.isNaN(y) ? 0 : zz(x - y) + 1);
+    let bits = b[h + K]! | 0;
+    w.varint(bits >>> 0);
+    const ra = RING_AT[i]!;
     while (bits !== 0) {
       const bit = bits & -bits;
       bits ^= bit;
-      const at = (31 - Math.clz32(bit)) * SLOT;
-      w.zigzag(x - r[at]!);
-      w.num(r[at + 1]!);
-      w.num(r[at + 2]!);
-      w.num(r[at + 3]!);
-      w.num(r[at + 4]!);
+      const at = ra + (31 - Math.clz32(bit)) * SLOT;
+      w.zigzag(x - b[at]!);
+      w.num(b[at + 1]!);
+      w.num(b[at + 2]!);
+      w.num(b[at + 3]!);
+      w.num(b[at + 4]!);
     }
   }
   const strMap = (m: Map<string, number>) => {
@@ -613,29 +628,31 @@ export function decodeState(data: Buffer | string, role: EntityDef['role']): Ent
   const flags = rd.u8();
   S.mx = flags & 1 ? rd.f64() : null;
   const mx = S.mx ?? 0;
+  const wb = S.b;
   for (let i = 0; i < G.length; i++) {
-    const w = S.w[i]!;
+    const h = i * HDR;
     const x1 = rd.varint();
     if (x1 === 0) continue;
     const x = x1 - 1;
-    w.x = x;
-    w.c = rd.num();
-    w.s = rd.num();
-    w.q = rd.num();
-    w.m = rd.num();
+    wb[h + X] = x;
+    wb[h + C] = rd.num();
+    wb[h + S_] = rd.num();
+    wb[h + Q] = rd.num();
+    wb[h + M] = rd.num();
     const y1 = rd.varint();
-    w.y = y1 === 0 ? null : x - unzz(y1 - 1);
-    w.k = rd.varint() | 0;
-    let bits = w.k;
+    wb[h + Y] = y1 === 0 ? NaN : x - unzz(y1 - 1);
+    let bits = rd.varint() | 0;
+    wb[h + K] = bits;
+    const ra = RING_AT[i]!;
     while (bits !== 0) {
       const bit = bits & -bits;
       bits ^= bit;
-      const at = (31 - Math.clz32(bit)) * SLOT;
-      w.r[at] = x - rd.zigzag();
-      w.r[at + 1] = rd.num();
-      w.r[at + 2] = rd.num();
-      w.r[at + 3] = rd.num();
-      w.r[at + 4] = rd.num();
+      const at = ra + (31 - Math.clz32(bit)) * SLOT;
+      wb[at] = x - rd.zigzag();
+      wb[at + 1] = rd.num();
+      wb[at + 2] = rd.num();
+      wb[at + 3] = rd.num();
+      wb[at + 4] = rd.num();
     }
   }
   const strMap = () => {
@@ -693,17 +710,24 @@ function decodeStateV1(text: string, role: EntityDef['role']): EntityState {
     throw new Error(`unknown feature state format (v=${String(j.v)})`);
   const S = newState(role);
   S.mx = j.mx;
-  const buf = S.w[0]!.r.buffer as ArrayBuffer;
-  S.w = j.w.map(([c, s, q, m, y, x, flat], i) => {
+  const b = S.b;
+  j.w.forEach(([c, s, q, m, y, x, flat], i) => {
     const n = G[i]![1];
-    const r = ring(new Float64Array(buf), i);
+    const h = i * HDR;
+    const ra = RING_AT[i]!;
     let k = 0;
     for (let f = 0; f < flat.length; f += SLOT) {
       const slot = flat[f]! % n;
-      r.set(flat.slice(f, f + SLOT), slot * SLOT);
+      b.set(flat.slice(f, f + SLOT), ra + slot * SLOT);
       k |= 1 << slot;
     }
-    return { c, s, q, m, y, x, r, k };
+    b[h + C] = c;
+    b[h + S_] = s;
+    b[h + Q] = q;
+    b[h + M] = m;
+    b[h + Y] = y ?? NaN;
+    b[h + X] = x ?? NaN;
+    b[h + K] = k;
   });
   if (j.d && S.d) S.d = j.d.map((pairs) => new Map(pairs));
   S.loc = j.loc ?? null;

@@ -8,6 +8,7 @@ import {
   newRaw,
   newState,
   rememberId,
+  windowOf,
   type EngineLimits,
 } from '../../features/core.js';
 
@@ -74,7 +75,7 @@ describe('feature state storage form (v2 binary)', () => {
     });
     const S = decodeState(v1, 'a');
     expect(S.mx).toBe(T0);
-    expect(S.w[5]!.s).toBe(250);
+    expect(windowOf(S, 5).s).toBe(250);
     expect(S.ids!.get('e1')).toBe(T0);
     expect(() => decodeState(Buffer.from([9, 0, 0]), 'a')).toThrow(/unknown feature state format/);
     const bytes = encodeState(S);
