@@ -17,6 +17,7 @@ import {
   type EngineLimits,
   type EntityState,
   type EventInput,
+  type HeldRow,
 } from './core.js';
 import { ENTITIES, FEATURE_NAMES, specHash, type EntityDef } from './spec.js';
 
@@ -66,6 +67,12 @@ export interface FeatureEngineOptions {
   labelledEvents?: ReadonlySet<string>;
   /** Entity states kept in this process (least recently used are dropped first). Default 200,000. */
   maxCachedEntities?: number;
+  /**
+   * Single Redis: the connection a write too big for one call sends its dedupe rows and label lookups
+   * on (docs/features.md, "Writes"). Default: one made from `redis` on first use, closed by close();
+   * one passed here is the caller's to close.
+   */
+  recordsRedis?: Redis;
   /** How long the namespace lease lasts without renewal (ms). Default 10 s; renewed every third of it. */
   leaseMs?: number;
 }
@@ -108,14 +115,17 @@ export interface FeatureEngine {
 }
 
 /**
- * One write of a flush: an entity state, a dedupe row or a label-lookup record (with the account key
- * and event id they belong to, to hold them again if the write fails), or a consumed lookup.
+ * One write of a flush: an entity state, an account's held dedupe rows and label lookups (taken from
+ * it whole, to hold again if the write fails; encoded straight into the write's blob), or a consumed
+ * lookup.
  */
 type Op =
   | ['state', string, Buffer, number]
-  | ['row', string, Buffer, number, string, string]
-  | ['lbl', string, string, number, string, string]
+  | ['held', string, Map<string, HeldRow>, Map<string, unknown>]
   | ['del', string];
+
+/** Keys an op writes. */
+const opKeys = (o: Op): number => (o[0] === 'held' ? o[2].size + o[3].size : 1);
 
 /** A held label lookup: the event (its record is built when written) or the record itself. */
 type Lookup = ScoringEvent | string;
@@ -124,23 +134,32 @@ type Lookup = ScoringEvent | string;
  * A dedupe row's record: most features are 0 (two thirds on the simulated histories), so it is the
  * late flag, a bit per feature set when non-zero, then the non-zero values as float32 LE: about a
  * third of the dense row's 784 bytes. (The dense form, a 4-byte header and the row, is still read.)
+ * Written into `b` at `at` (room for the dense size: 1 + bitmap + 4 × cols); returns the end.
  */
-function encodeRow(m: Float32Array, o: number, late: number, cols: number): Buffer {
+function encodeRowInto(
+  m: Float32Array,
+  o: number,
+  late: number,
+  cols: number,
+  b: Buffer,
+  at: number,
+): number {
   const bm = (cols + 7) >> 3;
-  let nnz = 0;
-  for (let j = 0; j < cols; j++) if (m[o + j] !== 0) nnz++;
-  const b = Buffer.alloc(1 + bm + 4 * nnz);
-  b[0] = late;
-  let at = 1 + bm;
+  b[at] = late;
+  b.fill(0, at + 1, at + 1 + bm);
+  let v0 = at + 1 + bm;
   for (let j = 0; j < cols; j++) {
     const v = m[o + j]!;
     if (v === 0) continue;
-    const byte = 1 + (j >> 3);
+    const byte = at + 1 + (j >> 3);
     b[byte] = b[byte]! | (1 << (j & 7));
-    at = b.writeFloatLE(v, at);
+    v0 = b.writeFloatLE(v, v0);
   }
-  return b;
+  return v0;
 }
+
+/** The most bytes encodeRowInto writes. */
+const rowMax = (cols: number) => 1 + ((cols + 7) >> 3) + 4 * cols;
 
 /** Writes a dedupe record's row into `out` at `o`; returns its late flag, or null if malformed. */
 function decodeRow(b: Buffer, out: Float32Array, o: number, cols: number): number | null {
@@ -204,8 +223,39 @@ const WRITE_CHUNK_BYTES = 1 << 20;
 /** encodeOps' scratch, reused across writes (an inline answer's write is a few hundred bytes). */
 let opScratch = Buffer.allocUnsafe(64 * 1024);
 
-/** Serialises ops into blobs of about WRITE_CHUNK_BYTES (a single op may exceed it). */
-function encodeOps(ops: readonly Op[]): Buffer[] {
+/**
+ * Per-event records (dedupe rows, label lookups) of a write too big for one call go first, in calls of
+ * about this many bytes that are not atomic together: Redis runs other clients' commands (the next
+ * batch's reads) between them, where one MULTI of a whole checkpoint held them for its full length.
+ */
+const RECORD_CHUNK_BYTES = 64 * 1024;
+
+/** What encodeOps needs besides the ops: the records' TTLs (ms, ASCII) and the row width. */
+export interface RecordFormat {
+  rowTtl: string;
+  lblTtl: string;
+  cols: number;
+}
+
+/**
+ * About the bytes encodeOps writes for `o`, to choose between one call and two steps: a row is taken
+ * as half its dense size (a third of the features are non-zero on the simulated histories).
+ */
+function opBytes(o: Op, f: RecordFormat): number {
+  if (o[0] === 'del') return 5 + o[1].length;
+  if (o[0] === 'state') return 16 + o[1].length + o[2].length;
+  const key = 20 + o[1].length; // key, ":q:"/":lbl:", kind, lengths, TTL
+  let n = 0;
+  for (const id of o[2].keys()) n += key + id.length + 2 * f.cols;
+  for (const [id, ev] of o[3]) n += key + id.length + (typeof ev === 'string' ? ev.length : 80);
+  return n;
+}
+
+/**
+ * Serialises ops into blobs of about `chunk` bytes (a single record may exceed it; an account's held
+ * records may be cut between blobs). Rows are encoded here, straight into the blob.
+ */
+function encodeOps(ops: readonly Op[], f: RecordFormat, chunk = WRITE_CHUNK_BYTES): Buffer[] {
   const out: Buffer[] = [];
   let b = opScratch;
   let o = 0;
@@ -213,29 +263,61 @@ function encodeOps(ops: readonly Op[]): Buffer[] {
     out.push(Buffer.from(b.subarray(0, o)));
     o = 0;
   };
-  for (const op of ops) {
-    const key = op[1];
-    const val = op[0] === 'del' ? null : op[2];
-    const ttl = op[0] === 'del' ? '' : String(op[3]);
-    // Upper bound: UTF-8 takes at most 3 bytes per UTF-16 unit.
-    const valBytes = val === null ? 0 : typeof val === 'string' ? 3 * val.length : val.length;
-    const need = 5 + 3 * key.length + (val === null ? 0 : 5 + valBytes + ttl.length);
-    if (o > 0 && o + need > WRITE_CHUNK_BYTES) cut();
+  /** Room for `need` more bytes, in this blob or (when it is full) the next. */
+  const room = (need: number) => {
+    if (o > 0 && o + need > chunk) cut();
     if (o + need > b.length) {
       const bigger = Buffer.allocUnsafe(Math.max(b.length * 2, o + need));
       b.copy(bigger, 0, 0, o);
       b = opScratch = bigger;
     }
-    b[o] = val === null ? 0 : 1;
-    const kl = b.write(key, o + 5, 'utf8');
+  };
+  /** Kind, key length and key (`a` + `c` + `d`): returns where the value's length goes. */
+  const head = (kind: number, a: string, c: string, d: string) => {
+    let kl = b.write(a, o + 5, 'utf8');
+    if (c) kl += b.write(c, o + 5 + kl, 'latin1');
+    if (d) kl += b.write(d, o + 5 + kl, 'utf8');
+    b[o] = kind;
     b.writeUInt32LE(kl, o + 1);
     o += 5 + kl;
-    if (val === null) continue;
-    const vl = typeof val === 'string' ? b.write(val, o + 4, 'utf8') : val.copy(b, o + 4);
-    b.writeUInt32LE(vl, o);
-    o += 4 + vl;
-    b[o] = b.write(ttl, o + 1, 'latin1');
-    o += 1 + ttl.length;
+  };
+  const ttl = (t: string) => {
+    b[o] = b.write(t, o + 1, 'latin1');
+    o += 1 + t.length;
+  };
+  for (const op of ops) {
+    if (op[0] === 'del') {
+      room(opBytes(op, f));
+      head(0, op[1], '', '');
+      continue;
+    }
+    if (op[0] === 'state') {
+      room(opBytes(op, f));
+      head(1, op[1], '', '');
+      b.writeUInt32LE(op[2].length, o);
+      o += 4 + op[2].copy(b, o + 4);
+      ttl(String(op[3]));
+      continue;
+    }
+    const acct = op[1];
+    const keyMax = 24 + 3 * acct.length;
+    for (const [id, h] of op[2]) {
+      room(keyMax + 3 * id.length + rowMax(f.cols) + f.rowTtl.length);
+      head(1, acct, ':q:', id);
+      const end = encodeRowInto(h.m, h.o, h.late, f.cols, b, o + 4);
+      b.writeUInt32LE(end - o - 4, o);
+      o = end;
+      ttl(f.rowTtl);
+    }
+    for (const [id, ev] of op[3]) {
+      const rec = lblRecord(ev as Lookup);
+      room(keyMax + 3 * id.length + 3 * rec.length + 4 + f.lblTtl.length);
+      head(1, acct, ':lbl:', id);
+      const vl = b.write(rec, o + 4, 'utf8');
+      b.writeUInt32LE(vl, o);
+      o += 4 + vl;
+      ttl(f.lblTtl);
+    }
   }
   if (o > 0) cut();
   return out;
@@ -361,34 +443,85 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
     }
   }
 
+  type Writer = { [WRITE_CMD]: (blob: Buffer) => unknown };
+  /**
+   * The connection a big write's records go on (single Redis, made on first use): its calls are all
+   * sent at once, and Redis runs the engine's reads, on the main connection, between them.
+   */
+  let records: Redis | null = opts.recordsRedis ?? null;
+  let ownRecords = false;
+  const recordConn = (): Redis => {
+    if (!records) {
+      records = (redis as Redis).duplicate();
+      ownRecords = true;
+    }
+    if (typeof (records as unknown as Writer)[WRITE_CMD] !== 'function')
+      records.defineCommand(WRITE_CMD, { lua: WRITE_LUA, numberOfKeys: 0 });
+    return records;
+  };
+  const fmt: RecordFormat = {
+    rowTtl: String(lim.dedupeHorizonMs),
+    lblTtl: String(labelHorizon),
+    cols,
+  };
   async function write(ops: Op[]): Promise<void> {
     if (!ops.length) return;
-    counters.writes += ops.length;
+    let keys = 0;
+    for (const o of ops) keys += opKeys(o);
+    counters.writes += keys;
     counters.roundTrips++;
     try {
       if (isCluster) {
         // Auto-pipelined per master, in parallel; a cluster has no MULTI across slots.
-        await Promise.all(
-          ops.map((o) => (o[0] === 'del' ? redis.del(o[1]) : redis.set(o[1], o[2], 'PX', o[3]))),
-        );
+        const sets: Promise<unknown>[] = [];
+        for (const o of ops) {
+          if (o[0] === 'del') sets.push(redis.del(o[1]));
+          else if (o[0] === 'state') sets.push(redis.set(o[1], o[2], 'PX', o[3]));
+          else {
+            for (const [id, h] of o[2]) {
+              const b = Buffer.allocUnsafe(rowMax(cols));
+              const row = b.subarray(0, encodeRowInto(h.m, h.o, h.late, cols, b, 0));
+              sets.push(redis.set(rowKey(o[1], id), row, 'PX', fmt.rowTtl));
+            }
+            for (const [id, ev] of o[3])
+              sets.push(redis.set(lblKey(o[1], id), lblRecord(ev as Lookup), 'PX', fmt.lblTtl));
+          }
+        }
+        await Promise.all(sets);
         return;
       }
-      type Writer = { [WRITE_CMD]: (blob: Buffer) => unknown };
       const single = redis as Redis;
       if (typeof (single as unknown as Writer)[WRITE_CMD] !== 'function')
         single.defineCommand(WRITE_CMD, { lua: WRITE_LUA, numberOfKeys: 0 });
-      const blobs = encodeOps(ops);
-      // One call: atomic by itself. Several (a checkpoint, write-behind's last flush): one MULTI, so a
-      // crash of this process mid-write leaves Redis as before it.
-      const tx = blobs.length > 1 ? single.multi() : single.pipeline();
-      for (const blob of blobs) (tx as unknown as Writer)[WRITE_CMD](blob);
-      const res = (await tx.exec()) ?? [];
+      const send = async (blobs: Buffer[], atomic: boolean, conn = single): Promise<number> => {
+        const tx = atomic && blobs.length > 1 ? conn.multi() : conn.pipeline();
+        for (const blob of blobs) (tx as unknown as Writer)[WRITE_CMD](blob);
+        const res = (await tx.exec()) ?? [];
+        let stored = 0;
+        for (const [err, n] of res) {
+          if (err) storeError(err);
+          stored += Number(n);
+        }
+        return stored;
+      };
+      let bytes = 0;
+      for (const o of ops) bytes += opBytes(o, fmt);
       let stored = 0;
-      for (const [err, n] of res) {
-        if (err) storeError(err);
-        stored += Number(n);
+      if (bytes <= WRITE_CHUNK_BYTES) {
+        // One call (an inline answer's write, a small checkpoint): atomic by itself.
+        stored = await send(encodeOps(ops, fmt), true);
+      } else {
+        // Too big for one call (a checkpoint, write-behind's last flush). The dedupe rows and label
+        // lookups go first, a call at a time: one without its account's state is harmless (the event
+        // is not in the account's dedupe set, so it is decided again and its record rewritten), and
+        // between calls Redis serves the next batch's reads. Then the states and deletions in one
+        // MULTI: a crash of this process mid-write leaves them as before it.
+        const held = ops.filter((o) => o[0] === 'held');
+        if (held.length) stored += await send(encodeOps(held, fmt, RECORD_CHUNK_BYTES), false, recordConn());
+        const rest = held.length ? ops.filter((o) => o[0] !== 'held') : ops;
+        if (rest.length) stored += await send(encodeOps(rest, fmt), true);
       }
-      if (stored !== ops.length) fail('FEATURE_STORE', `the write stored ${stored} of ${ops.length} keys`);
+      if (stored !== keys) fail('FEATURE_STORE', `the write stored ${stored} of ${keys} keys`);
     } catch (e) {
       storeError(e);
     }
@@ -461,14 +594,11 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
     }
     return ops;
   }
-  /** Moves an account's held dedupe rows and label lookups into write ops. */
+  /** Moves an account's held dedupe rows and label lookups into a write op (whole: no copy). */
   function heldOps(k: string, s: EntityState, ops: Op[]): void {
-    for (const [id, h] of s.rows!)
-      ops.push(['row', rowKey(k, id), encodeRow(h.m, h.o, h.late, cols), lim.dedupeHorizonMs, k, id]);
-    for (const [id, ev] of s.lb!)
-      ops.push(['lbl', lblKey(k, id), lblRecord(ev as Lookup), labelHorizon, k, id]);
-    s.rows!.clear();
-    s.lb!.clear();
+    ops.push(['held', k, s.rows!, s.lb!]);
+    s.rows = new Map();
+    s.lb = new Map();
   }
   /** Writes that failed so far: their changes were taken back (marked to write again) on failure. */
   let failures = 0;
@@ -499,14 +629,12 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
             if (s) markDirty(k, s);
           } else {
             // Held again on the account (still cached: it is dirty, and dirty states are kept).
-            const s = cache.get(o[4]);
+            const s = cache.get(o[1]);
             if (!s) continue;
-            if (!dirtyAccounts.includes(o[4])) dirtyAccounts.push(o[4]);
-            if (o[0] === 'row') {
-              const m = new Float32Array(cols);
-              const late = decodeRow(o[2], m, 0, cols)!;
-              if (!s.rows!.has(o[5])) s.rows!.set(o[5], { m, o: 0, late });
-            } else if (!s.lb!.has(o[5]) && !lblDeletes.has(o[1])) s.lb!.set(o[5], o[2]);
+            if (!dirtyAccounts.includes(o[1])) dirtyAccounts.push(o[1]);
+            for (const [id, h] of o[2]) if (!s.rows!.has(id)) s.rows!.set(id, h);
+            for (const [id, ev] of o[3])
+              if (!s.lb!.has(id) && !lblDeletes.has(lblKey(o[1], id))) s.lb!.set(id, ev);
           }
         }
         failures++;
@@ -543,7 +671,9 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
   /** Keeps the cache within its bound: flushes, then drops the least recently used states. */
   async function trim(): Promise<void> {
     if (cache.size <= maxCached) return;
+    // A state is dropped only once Redis has it: a write in flight sends its states last.
     if (dirty.length) await flush();
+    else await lastFlush;
     // States written out can be read back; after this the namespace is no longer known to be empty.
     fresh = false;
     // Least recently used first, down to 90 % of the bound.
@@ -683,6 +813,8 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
         }
 
         if (fetch.length) {
+          // A row taken by a write still in flight may not be sent yet: read after that write.
+          await lastFlush;
           const got = await readBuffers(fetch.map(([, k]) => k));
           got.forEach((buf, i) => {
             const [r, k] = fetch[i]!;
@@ -713,6 +845,7 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
         const unknown = [...new Set(keys.filter((k, i) => heldOf(i) === undefined && !lblDeletes.has(k)))];
         const fetched = new Map<string, string | null>();
         if (unknown.length && !fresh) {
+          await lastFlush; // as for dedupe rows: a lookup taken by a write in flight is read after it
           const got = await readBuffers(unknown);
           unknown.forEach((k, i) => fetched.set(k, got[i] ? got[i]!.toString('utf8') : null));
         }
@@ -774,6 +907,11 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
         if (o?.flush !== false) await flush();
       } finally {
         if (renewTimer) clearInterval(renewTimer);
+        if (ownRecords) {
+          records?.disconnect();
+          records = null;
+          ownRecords = false;
+        }
         renewTimer = null;
         if (leased) {
           leased = null;

@@ -353,7 +353,7 @@ describe('feature engine on a real Redis', () => {
     expect(sets).toHaveLength(2 * (131 + 64 + 64));
   });
 
-  it('writes a flush too big for one script call as several calls in one MULTI (all or nothing)', async () => {
+  it('writes a big flush as its records, call by call on a second connection, then its states in one MULTI', async () => {
     const fe = createFeatureEngine({ redis: r, prefix: `${ns}:big:`, writeMode: 'checkpoint' });
     const monitor = await r.monitor();
     const seen: { cmd: string; source: string }[] = [];
@@ -384,16 +384,87 @@ describe('feature engine on a real Redis', () => {
       monitor.disconnect();
       await fe.close();
     }
-    const mine = seen.filter(
-      (c) => c.source === source && ['multi', 'evalsha', 'eval', 'exec'].includes(c.cmd),
+    const calls = seen.filter(
+      (c) => ['multi', 'evalsha', 'eval', 'exec'].includes(c.cmd) && c.source !== 'lua',
     );
-    const calls = mine.filter((c) => c.cmd !== 'multi' && c.cmd !== 'exec').length;
-    expect(calls).toBeGreaterThan(1);
-    expect(mine.map((c) => c.cmd)).toEqual(['multi', ...mine.slice(1, -1).map((c) => c.cmd), 'exec']);
-    expect(mine.filter((c) => c.cmd === 'multi')).toHaveLength(1);
+    // The states: one MULTI of several calls, on the engine's connection.
+    const main = calls.filter((c) => c.source === source);
+    expect(main.length).toBeGreaterThan(3);
+    expect(main.map((c) => c.cmd)).toEqual(['multi', ...main.slice(1, -1).map(() => 'evalsha'), 'exec']);
+    // The dedupe rows and lookups: calls of their own (no MULTI) on another connection, all before it.
+    const recs = calls.filter((c) => c.source !== source);
+    expect(recs.length).toBeGreaterThan(4);
+    expect(new Set(recs.map((c) => c.source)).size).toBe(1);
+    expect(recs.every((c) => c.cmd === 'evalsha' || c.cmd === 'eval')).toBe(true);
+    expect(calls.indexOf(recs.at(-1)!)).toBeLessThan(calls.indexOf(main[0]!));
     // Everything arrived: each account's state, dedupe row and label lookup.
     const keys = await r.keys(`${ns}:big:{a:*`);
     expect(keys).toHaveLength(3 * events.length);
+  });
+
+  it("decides every event again, counted once, after a crash between a big write's records and its states", async () => {
+    const prefix = `${ns}:half:`;
+    // The engine's connection, cut once Redis has the records: the states' MULTI never arrives, as if
+    // the process had died between the two.
+    const main = new Redis(REDIS_URL, { lazyConnect: true, retryStrategy: () => null });
+    await main.connect();
+    const recs = new Redis(REDIS_URL, { lazyConnect: true });
+    await recs.connect();
+    const pipeline = recs.pipeline.bind(recs);
+    recs.pipeline = ((...a: Parameters<typeof pipeline>) => {
+      const p = pipeline(...a);
+      const exec = p.exec.bind(p);
+      p.exec = (async (...b: Parameters<typeof exec>) => {
+        const res = await exec(...b);
+        main.disconnect();
+        return res;
+      }) as typeof p.exec;
+      return p;
+    }) as typeof recs.pipeline;
+    // 2,000 events on 40 accounts, 20 merchants: more than one call's worth of rows and lookups.
+    const events = Array.from({ length: 2000 }, (_, i) =>
+      pay(`half${i}`, T0 + i * 7000, 100 + (i % 97), {
+        account_id: `ha${i % 40}`,
+        merchant_id: `hm${i % 20}`,
+      }),
+    );
+    const fe = createFeatureEngine({
+      redis: main,
+      recordsRedis: recs,
+      prefix,
+      writeMode: 'checkpoint',
+      leaseMs: 500,
+    });
+    let first: Float32Array;
+    try {
+      first = (await fe.computeBatch(events)).matrix;
+      await expect(fe.flush()).rejects.toThrow();
+    } finally {
+      await fe.close({ flush: false }).catch(() => undefined);
+      recs.disconnect();
+    }
+    // Redis has every row and lookup, and no state.
+    expect(await r.keys(`${prefix}*:s`)).toHaveLength(0);
+    expect(await r.keys(`${prefix}*:q:*`)).toHaveLength(events.length);
+    expect(await r.keys(`${prefix}*:lbl:*`)).toHaveLength(events.length);
+    // Restarted: nothing is a duplicate, and every vector is the one first decided.
+    const again = createFeatureEngine({ redis: r, prefix, writeMode: 'checkpoint' });
+    const second = await again.computeBatch(events);
+    await again.close();
+    expect(second.duplicate.every((d) => d === 0)).toBe(true);
+    expect(second.matrix).toEqual(first);
+    // Counted once: the next event sees the same windows as after one clean pass.
+    const clean = createFeatureEngine({ redis: r, prefix: `${ns}:halfclean:`, writeMode: 'checkpoint' });
+    await clean.computeBatch(events);
+    await clean.close();
+    const next = [pay('half-next', T0 + 2000 * 7000, 555, { account_id: 'ha1', merchant_id: 'hm1' })];
+    const vecs: Float32Array[] = [];
+    for (const p of [prefix, `${ns}:halfclean:`]) {
+      const e = createFeatureEngine({ redis: r, prefix: p });
+      vecs.push((await e.computeBatch(next)).matrix);
+      await e.close();
+    }
+    expect(vecs[0]).toEqual(vecs[1]);
   });
 
   it('fails a flush that waited on a write which then failed, and writes those changes with the next', async () => {
