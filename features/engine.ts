@@ -69,7 +69,7 @@ export interface FeatureEngineOptions {
   maxCachedEntities?: number;
   /**
    * Single Redis: the connection a write too big for one call sends its dedupe rows and label lookups
-   * on (docs/features.md, "Writes"). Default: one made from `redis` on first use, closed by close();
+   * on (docs/features.md, the write modes). Default: one made from `redis` on first use, closed by close();
    * one passed here is the caller's to close.
    */
   recordsRedis?: Redis;
@@ -193,7 +193,8 @@ function lblRecord(ev: Lookup): string {
  * A write on a single Redis: one blob of operations per call, parsed by the script, because ioredis
  * spends microseconds on each argument of a command and a checkpoint writes over 100,000 keys. Per op:
  * u8 kind (0 DEL, 1 SET), u32 LE key length, key; for SET also u32 LE value length, value, u8 TTL
- * length, TTL (ms, ASCII). Calls of one write go in one MULTI: a write is all or nothing.
+ * length, TTL (ms, ASCII). A write is one call, atomic; a bigger one writes its dedupe rows and label
+ * lookups first, then its states and deletions in one MULTI (write(), below).
  */
 const WRITE_LUA = `local b = ARGV[1]
 local pos, n, len = 1, 0, #b
@@ -512,12 +513,16 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
         stored = await send(encodeOps(ops, fmt), true);
       } else {
         // Too big for one call (a checkpoint, write-behind's last flush). The dedupe rows and label
-        // lookups go first, a call at a time: one without its account's state is harmless (the event
-        // is not in the account's dedupe set, so it is decided again and its record rewritten), and
-        // between calls Redis serves the next batch's reads. Then the states and deletions in one
-        // MULTI: a crash of this process mid-write leaves them as before it.
+        // lookups go first, in small calls sent together on the records connection: one without its
+        // account's state is harmless (the event is not in the account's dedupe set, so it is decided
+        // again and its record rewritten), and between calls Redis serves the next batch's reads.
+        // Then the states and deletions in one MULTI: a crash of this process mid-write leaves them as
+        // before it.
         const held = ops.filter((o) => o[0] === 'held');
-        if (held.length) stored += await send(encodeOps(held, fmt, RECORD_CHUNK_BYTES), false, recordConn());
+        if (held.length) {
+          counters.roundTrips++;
+          stored += await send(encodeOps(held, fmt, RECORD_CHUNK_BYTES), false, recordConn());
+        }
         const rest = held.length ? ops.filter((o) => o[0] !== 'held') : ops;
         if (rest.length) stored += await send(encodeOps(rest, fmt), true);
       }
