@@ -454,6 +454,8 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
   const recordConn = (): Redis => {
     if (!records) {
       records = (redis as Redis).duplicate();
+      // Its failures reach the write that used it; without a listener ioredis would print each one.
+      records.on('error', () => undefined);
       ownRecords = true;
     }
     if (typeof (records as unknown as Writer)[WRITE_CMD] !== 'function')
