@@ -4,8 +4,9 @@
  * a Lua script per entity, could at best reach), for each write mode: write-through (inline scoring,
  * every batch written before it resolves), checkpoint (the Kafka scorer: changes written once a second,
  * its offset-commit interval) and write-behind (replay); and Redis memory per active account after 30
- * simulated days. The scorer's mode runs again over 240,000 events, long enough for checkpoints to overlap
- * the batches, with its longest batch against the median. Appends rows to bench/results.json.
+ * simulated days. The scorer's mode runs again over a 40-day history (216,176 events), long enough
+ * for checkpoints to overlap the batches, with its longest batch against the median. Appends rows to
+ * bench/results.json.
  */
 import { Redis } from 'ioredis';
 import { createFeatureEngine, entityIds, type FeatureEngine } from '../features/index.js';

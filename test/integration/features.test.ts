@@ -353,7 +353,7 @@ describe('feature engine on a real Redis', () => {
     expect(sets).toHaveLength(2 * (131 + 64 + 64));
   });
 
-  it('writes a big flush as its records, call by call on a second connection, then its states in one MULTI', async () => {
+  it('writes a big flush as its records, in small calls on a second connection, then its states in one MULTI', async () => {
     const fe = createFeatureEngine({ redis: r, prefix: `${ns}:big:`, writeMode: 'checkpoint' });
     const monitor = await r.monitor();
     const seen: { cmd: string; source: string }[] = [];
