@@ -1,0 +1,218 @@
+/**
+ * What a feature write sends to a single Redis: its operations (entity states, an account's held dedupe
+ * rows and label lookups, consumed lookups) serialised into blobs that one Lua script call applies, and
+ * the records' own formats (the sparse dedupe row, the label lookup).
+ */
+import type { ScoringEvent } from '../schemas/index.js';
+import { entityIds } from './assemble.js';
+import type { HeldRow } from './core.js';
+
+/**
+ * One write of a flush: an entity state, an account's held dedupe rows and label lookups (taken from
+ * it whole, to hold again if the write fails; encoded straight into the write's blob), or a consumed
+ * lookup.
+ */
+export type Op =
+  | ['state', string, Buffer, number]
+  | ['held', string, Map<string, HeldRow>, Map<string, unknown>]
+  | ['del', string];
+
+/** Keys an op writes. */
+export const opKeys = (o: Op): number => (o[0] === 'held' ? o[2].size + o[3].size : 1);
+
+/** A held label lookup: the event (its record is built when written) or the record itself. */
+export type Lookup = ScoringEvent | string;
+
+/**
+ * A dedupe row's record: most features are 0 (two thirds on the simulated histories), so it is the
+ * late flag, a bit per feature set when non-zero, then the non-zero values as float32 LE: about a
+ * third of the dense row's 784 bytes. (The dense form, a 4-byte header and the row, is still read.)
+ * Written into `b` at `at` (room for the dense size: 1 + bitmap + 4 × cols); returns the end.
+ */
+export function encodeRowInto(
+  m: Float32Array,
+  o: number,
+  late: number,
+  cols: number,
+  b: Buffer,
+  at: number,
+): number {
+  const bm = (cols + 7) >> 3;
+  b[at] = late;
+  b.fill(0, at + 1, at + 1 + bm);
+  let v0 = at + 1 + bm;
+  for (let j = 0; j < cols; j++) {
+    const v = m[o + j]!;
+    if (v === 0) continue;
+    const byte = at + 1 + (j >> 3);
+    b[byte] = b[byte]! | (1 << (j & 7));
+    v0 = b.writeFloatLE(v, v0);
+  }
+  return v0;
+}
+
+/** The most bytes encodeRowInto writes. */
+export const rowMax = (cols: number) => 1 + ((cols + 7) >> 3) + 4 * cols;
+
+/** Writes a dedupe record's row into `out` at `o`; returns its late flag, or null if malformed. */
+export function decodeRow(b: Buffer, out: Float32Array, o: number, cols: number): number | null {
+  if (b.length === 4 + cols * 4) {
+    for (let j = 0; j < cols; j++) out[o + j] = b.readFloatLE(4 + 4 * j);
+    return b[0]!;
+  }
+  const bm = (cols + 7) >> 3;
+  if (b.length < 1 + bm) return null;
+  let at = 1 + bm;
+  for (let j = 0; j < cols; j++) {
+    if ((b[1 + (j >> 3)]! & (1 << (j & 7))) === 0) {
+      out[o + j] = 0;
+      continue;
+    }
+    if (at + 4 > b.length) return null;
+    out[o + j] = b.readFloatLE(at);
+    at += 4;
+  }
+  return at === b.length ? b[0]! : null;
+}
+
+/** The label-lookup record of an event: merchant, device, destination, event time. */
+export function lblRecord(ev: Lookup): string {
+  if (typeof ev === 'string') return ev;
+  const ids = entityIds(ev);
+  return `${ids[4] ?? ''}\t${ids[2] ?? ''}\t${ids[5] ?? ''}\t${ev.event.event_time}`;
+}
+
+/**
+ * A write on a single Redis: one blob of operations per call, parsed by the script, because ioredis
+ * spends microseconds on each argument of a command and a checkpoint writes over 100,000 keys. Per op:
+ * u8 kind (0 DEL, 1 SET), u32 LE key length, key; for SET also u32 LE value length, value, u8 TTL
+ * length, TTL (ms, ASCII). A write is one call, atomic; a bigger one writes its dedupe rows and label
+ * lookups first, then its states and deletions in one MULTI (write(), below).
+ */
+export const WRITE_LUA = `local b = ARGV[1]
+local pos, n, len = 1, 0, #b
+while pos <= len do
+  local kind, kl
+  kind, kl, pos = struct.unpack('<BI4', b, pos)
+  local key = string.sub(b, pos, pos + kl - 1)
+  pos = pos + kl
+  if kind == 0 then
+    redis.call('DEL', key)
+  else
+    local vl
+    vl, pos = struct.unpack('<I4', b, pos)
+    local val = string.sub(b, pos, pos + vl - 1)
+    pos = pos + vl
+    local tl = string.byte(b, pos)
+    redis.call('SET', key, val, 'PX', string.sub(b, pos + 1, pos + tl))
+    pos = pos + 1 + tl
+  end
+  n = n + 1
+end
+return n`;
+export const WRITE_CMD = 'fraudstreamWriteBlob';
+/** Bytes per call: Redis runs one call at a time, so a checkpoint is cut into calls of about this. */
+export const WRITE_CHUNK_BYTES = 1 << 20;
+
+/** encodeOps' scratch, reused across writes (an inline answer's write is a few hundred bytes). */
+let opScratch = Buffer.allocUnsafe(64 * 1024);
+
+/**
+ * Per-event records (dedupe rows, label lookups) of a write too big for one call go first, in calls of
+ * about this many bytes that are not atomic together: Redis runs other clients' commands (the next
+ * batch's reads) between them, where one MULTI of a whole checkpoint held them for its full length.
+ */
+export const RECORD_CHUNK_BYTES = 64 * 1024;
+
+/** What encodeOps needs besides the ops: the records' TTLs (ms, ASCII) and the row width. */
+export interface RecordFormat {
+  rowTtl: string;
+  lblTtl: string;
+  cols: number;
+}
+
+/**
+ * About the bytes encodeOps writes for `o`, to choose between one call and two steps: a row is taken
+ * as half its dense size (a third of the features are non-zero on the simulated histories).
+ */
+export function opBytes(o: Op, f: RecordFormat): number {
+  if (o[0] === 'del') return 5 + o[1].length;
+  if (o[0] === 'state') return 16 + o[1].length + o[2].length;
+  const key = 20 + o[1].length; // key, ":q:"/":lbl:", kind, lengths, TTL
+  let n = 0;
+  for (const id of o[2].keys()) n += key + id.length + 2 * f.cols;
+  for (const [id, ev] of o[3]) n += key + id.length + (typeof ev === 'string' ? ev.length : 80);
+  return n;
+}
+
+/**
+ * Serialises ops into blobs of about `chunk` bytes (a single record may exceed it; an account's held
+ * records may be cut between blobs). Rows are encoded here, straight into the blob.
+ */
+export function encodeOps(ops: readonly Op[], f: RecordFormat, chunk = WRITE_CHUNK_BYTES): Buffer[] {
+  const out: Buffer[] = [];
+  let b = opScratch;
+  let o = 0;
+  const cut = () => {
+    out.push(Buffer.from(b.subarray(0, o)));
+    o = 0;
+  };
+  /** Room for `need` more bytes, in this blob or (when it is full) the next. */
+  const room = (need: number) => {
+    if (o > 0 && o + need > chunk) cut();
+    if (o + need > b.length) {
+      const bigger = Buffer.allocUnsafe(Math.max(b.length * 2, o + need));
+      b.copy(bigger, 0, 0, o);
+      b = opScratch = bigger;
+    }
+  };
+  /** Kind, key length and key (`a` + `c` + `d`): returns where the value's length goes. */
+  const head = (kind: number, a: string, c: string, d: string) => {
+    let kl = b.write(a, o + 5, 'utf8');
+    if (c) kl += b.write(c, o + 5 + kl, 'latin1');
+    if (d) kl += b.write(d, o + 5 + kl, 'utf8');
+    b[o] = kind;
+    b.writeUInt32LE(kl, o + 1);
+    o += 5 + kl;
+  };
+  const ttl = (t: string) => {
+    b[o] = b.write(t, o + 1, 'latin1');
+    o += 1 + t.length;
+  };
+  for (const op of ops) {
+    if (op[0] === 'del') {
+      room(opBytes(op, f));
+      head(0, op[1], '', '');
+      continue;
+    }
+    if (op[0] === 'state') {
+      room(opBytes(op, f));
+      head(1, op[1], '', '');
+      b.writeUInt32LE(op[2].length, o);
+      o += 4 + op[2].copy(b, o + 4);
+      ttl(String(op[3]));
+      continue;
+    }
+    const acct = op[1];
+    const keyMax = 24 + 3 * acct.length;
+    for (const [id, h] of op[2]) {
+      room(keyMax + 3 * id.length + rowMax(f.cols) + f.rowTtl.length);
+      head(1, acct, ':q:', id);
+      const end = encodeRowInto(h.m, h.o, h.late, f.cols, b, o + 4);
+      b.writeUInt32LE(end - o - 4, o);
+      o = end;
+      ttl(f.rowTtl);
+    }
+    for (const [id, ev] of op[3]) {
+      const rec = lblRecord(ev as Lookup);
+      room(keyMax + 3 * id.length + 3 * rec.length + 4 + f.lblTtl.length);
+      head(1, acct, ':lbl:', id);
+      const vl = b.write(rec, o + 4, 'utf8');
+      b.writeUInt32LE(vl, o);
+      o += 4 + vl;
+      ttl(f.lblTtl);
+    }
+  }
+  if (o > 0) cut();
+  return out;
+}
