@@ -271,6 +271,8 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
     rowTtl: String(lim.dedupeHorizonMs),
     lblTtl: String(labelHorizon),
     cols,
+    // Reused across writes (an inline answer's write is a few hundred bytes; a checkpoint's, megabytes).
+    scratch: Buffer.allocUnsafe(64 * 1024),
   };
   async function write(ops: Op[]): Promise<void> {
     if (!ops.length) return;

@@ -114,9 +114,6 @@ export const WRITE_CMD = 'fraudstreamWriteBlob';
 /** Bytes per call: Redis runs one call at a time, so a checkpoint is cut into calls of about this. */
 export const WRITE_CHUNK_BYTES = 1 << 20;
 
-/** encodeOps' scratch, reused across writes (an inline answer's write is a few hundred bytes). */
-let opScratch = Buffer.allocUnsafe(64 * 1024);
-
 /**
  * Per-event records (dedupe rows, label lookups) of a write too big for one call go first, in calls of
  * about this many bytes that are not atomic together: Redis runs other clients' commands (the next
@@ -129,6 +126,8 @@ export interface RecordFormat {
   rowTtl: string;
   lblTtl: string;
   cols: number;
+  /** Where encodeOps builds a blob: grown when too small, and kept for the next write. */
+  scratch: Buffer;
 }
 
 /**
@@ -151,7 +150,7 @@ export function opBytes(o: Op, f: RecordFormat): number {
  */
 export function encodeOps(ops: readonly Op[], f: RecordFormat, chunk = WRITE_CHUNK_BYTES): Buffer[] {
   const out: Buffer[] = [];
-  let b = opScratch;
+  let b = f.scratch;
   let o = 0;
   const cut = () => {
     out.push(Buffer.from(b.subarray(0, o)));
@@ -163,7 +162,7 @@ export function encodeOps(ops: readonly Op[], f: RecordFormat, chunk = WRITE_CHU
     if (o + need > b.length) {
       const bigger = Buffer.allocUnsafe(Math.max(b.length * 2, o + need));
       b.copy(bigger, 0, 0, o);
-      b = opScratch = bigger;
+      b = f.scratch = bigger;
     }
   };
   /** Kind, key length and key (`a` + `c` + `d`): returns where the value's length goes. */
@@ -180,21 +179,25 @@ export function encodeOps(ops: readonly Op[], f: RecordFormat, chunk = WRITE_CHU
     o += 1 + t.length;
   };
   for (const op of ops) {
+    // Room for the most bytes each record can take (a UTF-16 unit of a key is up to 3 UTF-8 bytes):
+    // Buffer#write cuts a string short, without a word, where the buffer ends.
     if (op[0] === 'del') {
-      room(opBytes(op, f));
+      room(5 + 3 * op[1].length);
       head(0, op[1], '', '');
       continue;
     }
     if (op[0] === 'state') {
-      room(opBytes(op, f));
+      const t = String(op[3]);
+      room(5 + 3 * op[1].length + 4 + op[2].length + 1 + t.length);
       head(1, op[1], '', '');
       b.writeUInt32LE(op[2].length, o);
       o += 4 + op[2].copy(b, o + 4);
-      ttl(String(op[3]));
+      ttl(t);
       continue;
     }
     const acct = op[1];
-    const keyMax = 24 + 3 * acct.length;
+    // Kind and key length (5), ":q:" or ":lbl:" (5 at most), value length (4), TTL length (1).
+    const keyMax = 15 + 3 * acct.length;
     for (const [id, h] of op[2]) {
       room(keyMax + 3 * id.length + rowMax(f.cols) + f.rowTtl.length);
       head(1, acct, ':q:', id);
