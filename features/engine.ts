@@ -274,6 +274,14 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
     // Reused across writes (an inline answer's write is a few hundred bytes; a checkpoint's, megabytes).
     scratch: Buffer.allocUnsafe(64 * 1024),
   };
+  /**
+   * Settles once the latest write's call on the engine's connection has been sent (or it has none to
+   * send). Each write sends its call there only after the write before it sent its own: Redis runs one
+   * connection's calls in order, so a state never lands over a newer one. Without it, a write started
+   * while a big write waits between its two steps (an inline answer during a checkpoint) would land
+   * first, and the big write's older states over it.
+   */
+  let mainTurn: Promise<void> = Promise.resolve();
   async function write(ops: Op[]): Promise<void> {
     if (!ops.length) return;
     let keys = 0;
@@ -316,24 +324,39 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
       };
       let bytes = 0;
       for (const o of ops) bytes += opBytes(o, fmt);
+      // This write's turn on the engine's connection, taken now, in write order.
+      const before = mainTurn;
+      let sent!: () => void;
+      mainTurn = new Promise<void>((res) => (sent = res));
+      /** Sends the call once the turn comes (exec writes to the socket at once), and gives the turn on. */
+      const inTurn = async (blobs: Buffer[]): Promise<number> => {
+        await before;
+        const p = send(blobs, true);
+        sent();
+        return p;
+      };
       let stored = 0;
-      if (bytes <= WRITE_CHUNK_BYTES) {
-        // One call (an inline answer's write, a small checkpoint): atomic by itself.
-        stored = await send(encodeOps(ops, fmt), true);
-      } else {
-        // Too big for one call (a checkpoint, write-behind's last flush). The dedupe rows and label
-        // lookups go first, in small calls sent together on the records connection: one without its
-        // account's state is harmless (the event is not in the account's dedupe set, so it is decided
-        // again and its record rewritten), and between calls Redis serves the next batch's reads.
-        // Then the states and deletions in one MULTI: a crash of this process mid-write leaves them as
-        // before it.
-        const held = ops.filter((o) => o[0] === 'held');
-        if (held.length) {
-          counters.roundTrips++;
-          stored += await send(encodeOps(held, fmt, RECORD_CHUNK_BYTES), false, recordConn());
+      try {
+        if (bytes <= WRITE_CHUNK_BYTES) {
+          // One call (an inline answer's write, a small checkpoint): atomic by itself.
+          stored = await inTurn(encodeOps(ops, fmt));
+        } else {
+          // Too big for one call (a checkpoint, write-behind's last flush). The dedupe rows and label
+          // lookups go first, in small calls sent together on the records connection: one without its
+          // account's state is harmless (the event is not in the account's dedupe set, so it is decided
+          // again and its record rewritten), and between calls Redis serves the next batch's reads.
+          // Then the states and deletions in one MULTI: a crash of this process mid-write leaves them as
+          // before it.
+          const held = ops.filter((o) => o[0] === 'held');
+          if (held.length) {
+            counters.roundTrips++;
+            stored += await send(encodeOps(held, fmt, RECORD_CHUNK_BYTES), false, recordConn());
+          }
+          const rest = held.length ? ops.filter((o) => o[0] !== 'held') : ops;
+          if (rest.length) stored += await inTurn(encodeOps(rest, fmt));
         }
-        const rest = held.length ? ops.filter((o) => o[0] !== 'held') : ops;
-        if (rest.length) stored += await send(encodeOps(rest, fmt), true);
+      } finally {
+        sent(); // nothing (more) to send on the engine's connection: the next write may go
       }
       if (stored !== keys) fail('FEATURE_STORE', `the write stored ${stored} of ${keys} keys`);
     } catch (e) {

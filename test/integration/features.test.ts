@@ -467,6 +467,59 @@ describe('feature engine on a real Redis', () => {
     expect(vecs[0]).toEqual(vecs[1]);
   });
 
+  it("keeps a later write's states when it is sent while a big write's records are in flight", async () => {
+    const prefix = `${ns}:order:`;
+    // The records connection answers only when let go: the big write waits between its two steps.
+    const recs = new Redis(REDIS_URL, { lazyConnect: true });
+    await recs.connect();
+    let letGo!: () => void;
+    const gate = new Promise<void>((res) => (letGo = res));
+    const pipeline = recs.pipeline.bind(recs);
+    recs.pipeline = ((...a: Parameters<typeof pipeline>) => {
+      const p = pipeline(...a);
+      const exec = p.exec.bind(p);
+      p.exec = (async (...b: Parameters<typeof exec>) => {
+        const res = await exec(...b);
+        await gate;
+        return res;
+      }) as typeof p.exec;
+      return p;
+    }) as typeof recs.pipeline;
+    // 3,000 events at one merchant: a write too big for one call, with the merchant's state in it;
+    // then one more event there, written in one call while the big write is still in flight.
+    const big = Array.from({ length: 3000 }, (_, i) =>
+      pay(`ob${i}`, T0 + i * 1000, 100 + i, { account_id: `oa${i}`, merchant_id: 'om' }),
+    );
+    const later = [pay('ol', T0 + 3000 * 1000, 999, { account_id: 'oa-later', merchant_id: 'om' })];
+    const fe = createFeatureEngine({ redis: r, recordsRedis: recs, prefix, writeMode: 'checkpoint' });
+    try {
+      await fe.computeBatch(big);
+      const first = fe.flush();
+      await fe.computeBatch(later);
+      const second = fe.flush();
+      await new Promise((res) => setTimeout(res, 100)); // time for the second to reach Redis, if sent
+      letGo();
+      await Promise.all([first, second]);
+    } finally {
+      await fe.close();
+      recs.disconnect();
+    }
+    // Redis holds the merchant's newest state: a new engine sees what one clean pass sees.
+    const clean = createFeatureEngine({ redis: r, prefix: `${ns}:orderclean:`, writeMode: 'checkpoint' });
+    await clean.computeBatch(big);
+    await clean.computeBatch(later);
+    await clean.close();
+    const probe = [pay('oprobe', T0 + 3001 * 1000, 5, { account_id: 'oa-probe', merchant_id: 'om' })];
+    const vecs: Float32Array[] = [];
+    for (const p of [prefix, `${ns}:orderclean:`]) {
+      const e = createFeatureEngine({ redis: r, prefix: p });
+      vecs.push((await e.computeBatch(probe)).matrix);
+      await e.close();
+    }
+    expect(vecs[0]![col('merchant_count_30d')]).toBe(3001);
+    expect(vecs[0]).toEqual(vecs[1]);
+  });
+
   it('fails a flush that waited on a write which then failed, and writes those changes with the next', async () => {
     // The engine's own connection, cut while a write is in flight (no reconnect, so nothing is
     // resent): that write fails.
