@@ -87,7 +87,7 @@ export function lblRecord(ev: Lookup): string {
  * spends microseconds on each argument of a command and a checkpoint writes over 100,000 keys. Per op:
  * u8 kind (0 DEL, 1 SET), u32 LE key length, key; for SET also u32 LE value length, value, u8 TTL
  * length, TTL (ms, ASCII). A write is one call, atomic; a bigger one writes its dedupe rows and label
- * lookups first, then its states and deletions in one MULTI (write(), below).
+ * lookups first, then its states and deletions in one MULTI (write() in engine.ts).
  */
 export const WRITE_LUA = `local b = ARGV[1]
 local pos, n, len = 1, 0, #b
