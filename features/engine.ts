@@ -364,45 +364,66 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
     }
   }
 
-  /** Loads the states of the given entity keys that are not cached. */
+  /**
+   * The states of the given entity keys (distinct), from the cache or, for those not cached, read from
+   * Redis in one round trip; in the keys' order, each marked used.
+   */
   const loading = new Map<string, Promise<void>>();
-  async function load(keys: Map<string, Role>): Promise<void> {
-    const missing: string[] = [];
+  let tick = 0;
+  async function load(keys: readonly string[], roles: readonly Role[]): Promise<EntityState[]> {
+    const out: EntityState[] = new Array(keys.length);
+    const missing: number[] = [];
     const waits: Promise<void>[] = [];
-    for (const k of keys.keys()) {
-      if (cache.has(k)) continue;
-      const p = loading.get(k);
-      if (p) waits.push(p);
-      else missing.push(k);
+    let waited: number[] | undefined;
+    for (let i = 0; i < keys.length; i++) {
+      const s = cache.get(keys[i]!);
+      if (s) {
+        out[i] = s;
+        continue;
+      }
+      const p = loading.get(keys[i]!);
+      if (p) {
+        waits.push(p);
+        (waited ??= []).push(i);
+      } else missing.push(i);
     }
-    const roleOf = (k: string) => keys.get(k)!;
     if (missing.length) {
       if (fresh) {
-        for (const k of missing) cache.set(k, newState(roleOf(k)));
+        for (const i of missing) cache.set(keys[i]!, (out[i] = newState(roles[i]!)));
       } else {
-        const p = readStates(missing).then((vals) => {
-          vals.forEach((v, i) => {
-            const k = missing[i]!;
-            if (cache.has(k)) return;
+        const ks = missing.map((i) => keys[i]!);
+        const p = readStates(ks).then((vals) => {
+          vals.forEach((v, j) => {
+            const i = missing[j]!;
+            const k = ks[j]!;
+            const had = cache.get(k);
+            if (had) {
+              out[i] = had;
+              return;
+            }
             try {
-              cache.set(k, v ? decodeState(v, roleOf(k)) : newState(roleOf(k)));
+              cache.set(k, (out[i] = v ? decodeState(v, roles[i]!) : newState(roles[i]!)));
             } catch (e) {
               fail('FEATURE_STORE', `${k}:s: ${(e as Error).message}`);
             }
           });
         });
-        for (const k of missing) loading.set(k, p);
+        for (const k of ks) loading.set(k, p);
         try {
           await p;
         } finally {
-          for (const k of missing) loading.delete(k);
+          for (const k of ks) loading.delete(k);
         }
       }
     }
-    if (waits.length) await Promise.all(waits);
+    if (waits.length) {
+      await Promise.all(waits);
+      for (const i of waited!) out[i] = cache.get(keys[i]!)!;
+    }
+    for (const s of out) s.used = ++tick;
+    return out;
   }
 
-  let tick = 0;
   function touch(key: string): EntityState {
     const s = cache.get(key)!;
     s.used = ++tick;
@@ -567,20 +588,34 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
         const duplicate = new Uint8Array(n);
         const late = new Uint8Array(n);
         const idsOf: (string | null)[][] = new Array(n);
-        const keysOf: (string | null)[][] = new Array(n);
-        const needed = new Map<string, Role>();
+        // Each entity of the batch once (its key, role and state), and per event and entity kind its
+        // index there (-1: the event has none): one cache lookup per entity, not per occurrence.
+        const E = ENTITIES.length;
+        const at = new Int32Array(n * E);
+        const keys: string[] = [];
+        const roles: Role[] = [];
+        const index = new Map<string, number>();
         for (let r = 0; r < n; r++) {
           const ids = entityIds(events[r]!);
           idsOf[r] = ids;
-          const keys = ids.map((id, k) => {
-            if (id === null) return null;
+          for (let k = 0; k < E; k++) {
+            const id = ids[k];
+            if (id === null || id === undefined) {
+              at[r * E + k] = -1;
+              continue;
+            }
             const key = base(k, id);
-            needed.set(key, ENTITIES[k]!.role);
-            return key;
-          });
-          keysOf[r] = keys;
+            let i = index.get(key);
+            if (i === undefined) {
+              i = keys.length;
+              index.set(key, i);
+              keys.push(key);
+              roles.push(ENTITIES[k]!.role);
+            }
+            at[r * E + k] = i;
+          }
         }
-        await load(needed);
+        const states = await load(keys, roles);
 
         // From here to the end of the loop nothing awaits: the batch is computed against one state.
         const fetch: [row: number, key: string][] = [];
@@ -590,9 +625,8 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
           const ev = events[r]!;
           const e = ev.event;
           const ids = idsOf[r]!;
-          const keys = keysOf[r]!;
-          const acctKey = keys[0]!;
-          const acct = touch(acctKey);
+          const acctKey = keys[at[r * E]!]!;
+          const acct = states[at[r * E]!]!;
           const eid = e.event_id;
           if (seenBefore(acct, eid, lim)) {
             duplicate[r] = 1;
@@ -616,13 +650,14 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
             loc[0] = e.lat;
             loc[1] = e.lon;
           }
-          for (let k = 0; k < ENTITIES.length; k++) {
-            const key = keys[k];
-            if (!key) {
+          for (let k = 0; k < E; k++) {
+            const i = at[r * E + k]!;
+            if (i < 0) {
               raws[k] = null;
               continue;
             }
-            const s = k === 0 ? acct : touch(key);
+            const key = keys[i]!;
+            const s = states[i]!;
             const role = ENTITIES[k]!.role;
             const raw = scratch[k]!;
             input.t = e.event_time;
@@ -711,7 +746,7 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
             targets.push([i, key]);
           }
         }
-        await load(toLoad);
+        await load([...toLoad.keys()], [...toLoad.values()]);
         // Applied once: a lookup record is consumed by the first label that finds it.
         let applied = 0;
         const consumed = new Set<string>();
