@@ -128,6 +128,21 @@ function expectRowsClose(got: Float32Array, want: Float32Array, context: string)
   }
 }
 
+/** Makes every pipeline of `recs` run `after` once Redis has answered, before its caller hears of it. */
+function afterExec(recs: Redis, after: () => unknown) {
+  const pipeline = recs.pipeline.bind(recs);
+  recs.pipeline = ((...a: Parameters<typeof pipeline>) => {
+    const p = pipeline(...a);
+    const exec = p.exec.bind(p);
+    p.exec = (async (...b: Parameters<typeof exec>) => {
+      const res = await exec(...b);
+      await after();
+      return res;
+    }) as typeof p.exec;
+    return p;
+  }) as typeof recs.pipeline;
+}
+
 /** Runs the same random streams through the Redis engine and the reference; every feature must agree. */
 async function propertyAgainstReference(
   client: Redis | Cluster,
@@ -191,6 +206,28 @@ describe('feature engine on a real Redis', () => {
     await clearNamespace(r, ns);
     r.disconnect();
   });
+
+  /**
+   * What a new engine gives `probe` reading `prefix` back from Redis, and what it gives it on `clean`
+   * after `batches` went through there in one clean pass.
+   */
+  async function probeAgainstCleanPass(
+    prefix: string,
+    clean: string,
+    batches: ScoringEvent[][],
+    probe: ScoringEvent[],
+  ): Promise<Float32Array[]> {
+    const c = createFeatureEngine({ redis: r, prefix: clean, writeMode: 'checkpoint' });
+    for (const b of batches) await c.computeBatch(b);
+    await c.close();
+    const vecs: Float32Array[] = [];
+    for (const p of [prefix, clean]) {
+      const e = createFeatureEngine({ redis: r, prefix: p });
+      vecs.push((await e.computeBatch(probe)).matrix);
+      await e.close();
+    }
+    return vecs;
+  }
 
   it('windows the account history on event time and adds the event after reading', async () => {
     const fe = createFeatureEngine({ redis: r, prefix: `${ns}:a:` });
@@ -410,17 +447,7 @@ describe('feature engine on a real Redis', () => {
     await main.connect();
     const recs = new Redis(REDIS_URL, { lazyConnect: true });
     await recs.connect();
-    const pipeline = recs.pipeline.bind(recs);
-    recs.pipeline = ((...a: Parameters<typeof pipeline>) => {
-      const p = pipeline(...a);
-      const exec = p.exec.bind(p);
-      p.exec = (async (...b: Parameters<typeof exec>) => {
-        const res = await exec(...b);
-        main.disconnect();
-        return res;
-      }) as typeof p.exec;
-      return p;
-    }) as typeof recs.pipeline;
+    afterExec(recs, () => main.disconnect());
     // 2,000 events on 40 accounts, 20 merchants: more than one call's worth of rows and lookups.
     const events = Array.from({ length: 2000 }, (_, i) =>
       pay(`half${i}`, T0 + i * 7000, 100 + (i % 97), {
@@ -454,17 +481,9 @@ describe('feature engine on a real Redis', () => {
     expect(second.duplicate.every((d) => d === 0)).toBe(true);
     expect(second.matrix).toEqual(first);
     // Counted once: the next event sees the same windows as after one clean pass.
-    const clean = createFeatureEngine({ redis: r, prefix: `${ns}:halfclean:`, writeMode: 'checkpoint' });
-    await clean.computeBatch(events);
-    await clean.close();
     const next = [pay('half-next', T0 + 2000 * 7000, 555, { account_id: 'ha1', merchant_id: 'hm1' })];
-    const vecs: Float32Array[] = [];
-    for (const p of [prefix, `${ns}:halfclean:`]) {
-      const e = createFeatureEngine({ redis: r, prefix: p });
-      vecs.push((await e.computeBatch(next)).matrix);
-      await e.close();
-    }
-    expect(vecs[0]).toEqual(vecs[1]);
+    const [got, want] = await probeAgainstCleanPass(prefix, `${ns}:halfclean:`, [events], next);
+    expect(got).toEqual(want);
   });
 
   it("keeps a later write's states when it is sent while a big write's records are in flight", async () => {
@@ -474,17 +493,7 @@ describe('feature engine on a real Redis', () => {
     await recs.connect();
     let letGo!: () => void;
     const gate = new Promise<void>((res) => (letGo = res));
-    const pipeline = recs.pipeline.bind(recs);
-    recs.pipeline = ((...a: Parameters<typeof pipeline>) => {
-      const p = pipeline(...a);
-      const exec = p.exec.bind(p);
-      p.exec = (async (...b: Parameters<typeof exec>) => {
-        const res = await exec(...b);
-        await gate;
-        return res;
-      }) as typeof p.exec;
-      return p;
-    }) as typeof recs.pipeline;
+    afterExec(recs, () => gate);
     // 3,000 events at one merchant: a write too big for one call, with the merchant's state in it;
     // then one more event there, written in one call while the big write is still in flight.
     const big = Array.from({ length: 3000 }, (_, i) =>
@@ -505,19 +514,10 @@ describe('feature engine on a real Redis', () => {
       recs.disconnect();
     }
     // Redis holds the merchant's newest state: a new engine sees what one clean pass sees.
-    const clean = createFeatureEngine({ redis: r, prefix: `${ns}:orderclean:`, writeMode: 'checkpoint' });
-    await clean.computeBatch(big);
-    await clean.computeBatch(later);
-    await clean.close();
     const probe = [pay('oprobe', T0 + 3001 * 1000, 5, { account_id: 'oa-probe', merchant_id: 'om' })];
-    const vecs: Float32Array[] = [];
-    for (const p of [prefix, `${ns}:orderclean:`]) {
-      const e = createFeatureEngine({ redis: r, prefix: p });
-      vecs.push((await e.computeBatch(probe)).matrix);
-      await e.close();
-    }
-    expect(vecs[0]![col('merchant_count_30d')]).toBe(3001);
-    expect(vecs[0]).toEqual(vecs[1]);
+    const [got, want] = await probeAgainstCleanPass(prefix, `${ns}:orderclean:`, [big, later], probe);
+    expect(got![col('merchant_count_30d')]).toBe(3001);
+    expect(got).toEqual(want);
   });
 
   it('fails a flush that waited on a write which then failed, and writes those changes with the next', async () => {
