@@ -1,12 +1,17 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { join } from 'node:path';
 import { fail } from '../lib/errors.js';
 import {
   readContainer,
+  RecordNames,
   type AvroType,
   type PaymentEvent,
+  type SchemaCatalog,
   type ScoringEvent,
   type WithdrawalEvent,
 } from '../schemas/index.js';
+import { STREAM_FILES } from '../simulator/index.js';
+import { mergeByEventTime } from './merge.js';
 
 /** Reads zig-zag varint longs from a file at a moving position, a small buffer at a time. */
 class Cursor {
@@ -116,4 +121,16 @@ export async function* readStream(
     i++;
     yield { type, event } as ScoringEvent;
   }
+}
+
+/** A folder's payments and withdrawals merged in event time (ties by event_id). */
+export function readEvents(dir: string, catalog: SchemaCatalog): AsyncGenerator<ScoringEvent> {
+  return mergeByEventTime(
+    readStream(join(dir, STREAM_FILES.payments), catalog.reader(RecordNames.PaymentEvent), 'PAYMENT'),
+    readStream(
+      join(dir, STREAM_FILES.withdrawals),
+      catalog.reader(RecordNames.WithdrawalEvent),
+      'WITHDRAWAL',
+    ),
+  );
 }

@@ -4,7 +4,7 @@ import type { Cluster, Redis } from 'ioredis';
 import type { Clock } from '../lib/clock.js';
 import { fail } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
-import { createFeatureEngine } from '../features/index.js';
+import { createFeatureEngine, type FeatureBatch } from '../features/index.js';
 import type { ModelRunner } from '../models/index.js';
 import type { Policy } from '../policy/index.js';
 import { createDecisionEngine } from '../scorer/index.js';
@@ -19,10 +19,10 @@ import {
 } from '../schemas/index.js';
 import { scenarioTagType, STREAM_FILES, type ScenarioTag } from '../simulator/index.js';
 import { createFeatureFileWriter, type FeatureFileWriter } from './arrow.js';
-import { countContainerRecords, readStream } from './files.js';
+import { redisSpecOf, startFeatureThread, type FeatureThread } from './feature-thread.js';
+import { countContainerRecords, readEvents } from './files.js';
 import { renderReportHtml } from './html.js';
 import { readKafkaRange, type KafkaRangeOptions } from './kafka.js';
-import { mergeByEventTime } from './merge.js';
 import {
   createOutcomeCollector,
   modelReport,
@@ -133,11 +133,7 @@ async function fileInput(dir: string, catalog: SchemaCatalog, logger: Logger): P
     for await (const t of readContainer<ScenarioTag>(path(INPUT_FILES.scenarios), scenarioTagType()))
       scenarios.set(t.event_id, t.scenario);
   } else logger.info({ dir }, 'no scenarios.avro: the report has no per-scenario figures');
-  const events = mergeByEventTime(
-    readStream(path(INPUT_FILES.payments), catalog.reader(RecordNames.PaymentEvent), 'PAYMENT'),
-    readStream(path(INPUT_FILES.withdrawals), catalog.reader(RecordNames.WithdrawalEvent), 'WITHDRAWAL'),
-  );
-  return { events, labels, scenarios, total, source: dir };
+  return { events: readEvents(dir, catalog), labels, scenarios, total, source: dir };
 }
 
 /** Writes to `path.partial` and renames on success, so a failed run never leaves a plausible file. */
@@ -187,17 +183,9 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayResult> {
   const cleared = await clearNamespace(opts.redis, opts.namespace);
   logger.info({ namespace: opts.namespace, cleared }, 'replay namespace cleared');
 
-  // Replay owns its namespace and has just cleared it: the states live in this process (write-behind)
-  // and nothing needs reading back. The arithmetic is the scorer's (features/core.ts).
-  const features = createFeatureEngine({
-    redis: opts.redis,
-    prefix: `${opts.namespace}:`,
-    writeMode: 'behind',
-    fresh: true,
-    ...(opts.maxCachedEntities !== undefined ? { maxCachedEntities: opts.maxCachedEntities } : {}),
-    // The labels are all known here: only their events need a label lookup held.
-    labelledEvents: new Set(input.labels.filter((l) => l.label === 'FRAUD').map((l) => l.event_id)),
-  });
+  // The features are computed on a second thread (feature-thread.ts); this engine is never run, it
+  // names the columns and the spec for the decisions and the training file.
+  const features = createFeatureEngine({ redis: opts.redis, prefix: `${opts.namespace}:` });
   const champ = opts.champion;
   const engine = champ
     ? createDecisionEngine({
@@ -213,7 +201,7 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayResult> {
   const decStage = engine ? staged(decisionsPath) : undefined;
   const featStage = opts.emitFeatures ? staged(opts.emitFeatures) : undefined;
   let decisionsOut: ReturnType<typeof createContainerWriter<Decision>> | undefined;
-  let inflight: Promise<void> | undefined;
+  let thread: FeatureThread | undefined;
   let featOut: FeatureFileWriter | undefined;
   const outcomes: OutcomeCollector[] = [];
   let labelsApplied = 0;
@@ -237,13 +225,14 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayResult> {
       decisions?: Decision[];
       challenger?: Float32Array;
     }
-    // Computes the batch's features (in this process, write-behind), then scores it.
-    const compute = async (batch: ScoringEvent[]): Promise<Computed> => {
-      if (!engine) return { matrix: (await features.computeBatch(batch)).matrix };
+    // Scores a batch on the features the feature thread computed for it.
+    const compute = async (batch: ScoringEvent[], fb: FeatureBatch): Promise<Computed> => {
+      if (!engine) return { matrix: fb.matrix };
       const readAt = opts.clock.monoMicros();
-      const res = await engine.decide(
+      const res = await engine.decideComputed(
         batch,
         batch.map(() => readAt),
+        fb,
       );
       const ch = opts.challenger
         ? (await opts.challenger.model.score(res.matrix, batch.length)).scores
@@ -309,63 +298,49 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayResult> {
       opts.onProgress?.(events, input.total);
     };
 
-    // Two batches in flight: while one is scored, the one before it is written. The engine computes
-    // batches in the order they are handed to it, so features (and scores) are those of a sequential
-    // run; outputs are written in batch order.
-    const flush = async (batch: ScoringEvent[]) => {
-      if (batch.length === 0) return;
-      const computed = compute(batch);
-      const prev = inflight;
-      const mine = (async () => {
-        const c = await computed;
-        await prev;
-        await write(batch, c);
-      })();
-      mine.catch(() => undefined); // awaited below or at the next flush/drain; avoid an unhandled rejection
-      inflight = mine;
-      await prev;
-    };
-    const drain = async () => {
-      const p = inflight;
-      inflight = undefined;
-      await p;
-    };
-
-    const labelStream = input.labels;
-    let batch: ScoringEvent[] = [];
-    let nextLabel = 0;
-    for await (const e of input.events) {
-      // A label counts for the events at or after its labelled_at: apply it between them.
-      if (nextLabel < labelStream.length && labelStream[nextLabel]!.labelled_at <= e.event.event_time) {
-        await flush(batch);
-        await drain(); // labels change Redis state: nothing may be in flight across them
-        batch = [];
-        const due: Label[] = [];
-        while (nextLabel < labelStream.length && labelStream[nextLabel]!.labelled_at <= e.event.event_time)
-          due.push(labelStream[nextLabel++]!);
-        labelsApplied += (await features.applyLabels(due)).applied;
+    // The feature thread computes the batches in order (labels applied between them) and may run a
+    // few batches ahead; this thread reads the same events again, scores and writes each batch, so
+    // every feature and score is that of a one-thread, one-batch-at-a-time run.
+    thread = startFeatureThread({
+      source: opts.inDir ? { dir: opts.inDir } : { events: input.events as ScoringEvent[] },
+      labels: input.labels,
+      redis: redisSpecOf(opts.redis),
+      prefix: `${opts.namespace}:`,
+      batchSize: opts.batchSize,
+      ...(opts.maxCachedEntities !== undefined ? { maxCachedEntities: opts.maxCachedEntities } : {}),
+      ahead: 4,
+    });
+    const source = input.events;
+    const it: AsyncIterator<ScoringEvent> | Iterator<ScoringEvent> =
+      Symbol.asyncIterator in source
+        ? source[Symbol.asyncIterator]()
+        : (source as Iterable<ScoringEvent>)[Symbol.iterator]();
+    for await (const fb of thread.batches()) {
+      const batch: ScoringEvent[] = new Array(fb.rows);
+      for (let i = 0; i < fb.rows; i++) {
+        const r = await it.next();
+        if (r.done)
+          throw new Error(`replay's feature thread computed more events than the input has (${events + i})`);
+        batch[i] = r.value;
       }
-      batch.push(e);
-      if (batch.length >= opts.batchSize) {
-        await flush(batch);
-        batch = [];
-      }
+      await write(batch, await compute(batch, fb));
+      thread.release();
     }
-    await flush(batch);
-    await drain();
+    if (!(await it.next()).done)
+      throw new Error(`replay's feature thread stopped after ${events} events, before the input's end`);
+    labelsApplied = thread.labelsApplied;
     await decisionsOut?.close();
     await featOut?.close();
   } catch (e) {
-    await inflight?.catch(() => undefined);
+    await thread?.stop();
     await decisionsOut?.close().catch(() => undefined);
     await featOut?.close().catch(() => undefined);
     decStage?.abort();
     featStage?.abort();
-    await features.close({ flush: false }).catch(() => undefined);
     await clearNamespace(opts.redis, opts.namespace);
     throw e;
   }
-  await features.close({ flush: false });
+  await thread.stop();
   decStage?.commit();
   featStage?.commit();
   const seconds = (performance.now() - started) / 1000;

@@ -1,5 +1,5 @@
 import type { Clock } from '../lib/clock.js';
-import type { FeatureEngine, WriteOptions } from '../features/index.js';
+import type { FeatureBatch, FeatureEngine, WriteOptions } from '../features/index.js';
 import type { ModelRunner, ModelScores } from '../models/index.js';
 import { featureReasons, normsOf, type Degradation, type Policy } from '../policy/index.js';
 import type { Decision, ScoringEvent } from '../schemas/index.js';
@@ -19,6 +19,15 @@ export interface DecisionEngine {
     events: readonly ScoringEvent[],
     readAtMicros: readonly bigint[],
     write?: WriteOptions,
+  ): Promise<DecidedBatch>;
+  /**
+   * Decide a batch whose features were computed elsewhere by the same feature engine (replay computes
+   * them on a second thread): the model and policy part of decide(), on `features`.
+   */
+  decideComputed(
+    events: readonly ScoringEvent[],
+    readAtMicros: readonly bigint[],
+    features: FeatureBatch,
   ): Promise<DecidedBatch>;
 }
 
@@ -89,75 +98,91 @@ export function createDecisionEngine(opts: DecisionEngineOptions): DecisionEngin
   const { features, model, policy, clock, challenger } = opts;
   const includeFeatures = opts.includeFeatures ?? true;
   const onDegraded = opts.onDegraded;
+  const decideOn = async (
+    events: readonly ScoringEvent[],
+    readAtMicros: readonly bigint[],
+    fb: FeatureBatch,
+    degradedBy: Degradation | undefined,
+  ): Promise<DecidedBatch> => {
+    const budget = opts.budgetMs;
+    let degraded = degradedBy;
+    // One model scores the whole batch (a swap never splits it); its version goes into the decisions.
+    // The shadow challenger runs beside it, under the same budget, and never holds a decision up.
+    let scored: ModelScores | undefined;
+    let shadow: ModelScores | undefined;
+    if (!degraded) {
+      [scored, shadow] = await Promise.all([
+        withinBudget(model.score(fb.matrix, fb.rows), budget).catch(() => {
+          degraded = 'MODEL';
+          return undefined;
+        }),
+        challenger
+          ? withinBudget(challenger.score(fb.matrix, fb.rows), budget).catch((e: unknown) => {
+              opts.onChallengerError?.(e);
+              return undefined;
+            })
+          : undefined,
+      ]);
+    }
+    if (degraded) shadow = undefined;
+    const scores = scored?.scores ?? new Float32Array(events.length);
+    if (degraded) onDegraded?.(degraded, events.length);
+    // The norms of the model that scored this batch: a hot swap brings its own.
+    const norms = scored && !degraded ? normsOf(scored.manifest, fb.cols) : undefined;
+    const decidedAt = clock.now();
+    const ready = clock.monoMicros();
+    const cols = fb.cols;
+    const decisions: Decision[] = new Array(events.length);
+    for (let i = 0; i < events.length; i++) {
+      const { type, event } = events[i]!;
+      // Round through float32 -> double the way Avro and the model see it; clamp guards float noise.
+      const score = Math.min(1, Math.max(0, scores[i]!));
+      const verdict = policy.evaluate(events[i]!, score, degraded, scored?.manifest.threshold);
+      const reasons = norms
+        ? verdict.reasons.concat(
+            featureReasons(fb.matrix.subarray(i * cols, (i + 1) * cols), features.names, norms),
+          )
+        : verdict.reasons.slice();
+      decisions[i] = {
+        event_id: event.event_id,
+        event_type: type,
+        account_id: event.account_id,
+        event_time: event.event_time,
+        amount_minor: event.amount_minor,
+        currency: event.currency,
+        outcome: verdict.outcome,
+        score,
+        model_version: scored?.version ?? model.version,
+        policy_version: policy.version,
+        reasons,
+        decided_at: decidedAt,
+        latency_us: Number(ready - readAtMicros[i]!),
+        feature_spec: features.specHash,
+        features: includeFeatures && !degraded ? rowOf(fb.matrix, i, cols) : null,
+        challenger_score: shadow ? Math.min(1, Math.max(0, shadow.scores[i]!)) : null,
+        challenger_version: shadow ? shadow.version : null,
+      };
+    }
+    if (shadow) opts.onChallenger?.(shadow, decisions);
+    return { decisions, duplicate: fb.duplicate, late: fb.late, matrix: fb.matrix, cols };
+  };
   return {
     async decide(events, readAtMicros, write) {
       // Degraded mode (docs/policy.md): the feature store or the model missing the policy's latency
       // budget (or failing) yields the configured fail-open/fail-closed verdict, never a hang.
-      const budget = opts.budgetMs;
       let degraded: Degradation | undefined;
-      const fb = await withinBudget(features.computeBatch(events, write), budget).catch(() => {
+      const fb = await withinBudget(features.computeBatch(events, write), opts.budgetMs).catch(() => {
         degraded = 'FEATURES';
         return emptyBatch(events.length, features.names.length);
       });
-      // One model scores the whole batch (a swap never splits it); its version goes into the decisions.
-      // The shadow challenger runs beside it, under the same budget, and never holds a decision up.
-      let scored: ModelScores | undefined;
-      let shadow: ModelScores | undefined;
-      if (!degraded) {
-        [scored, shadow] = await Promise.all([
-          withinBudget(model.score(fb.matrix, fb.rows), budget).catch(() => {
-            degraded = 'MODEL';
-            return undefined;
-          }),
-          challenger
-            ? withinBudget(challenger.score(fb.matrix, fb.rows), budget).catch((e: unknown) => {
-                opts.onChallengerError?.(e);
-                return undefined;
-              })
-            : undefined,
-        ]);
-      }
-      if (degraded) shadow = undefined;
-      const scores = scored?.scores ?? new Float32Array(events.length);
-      if (degraded) onDegraded?.(degraded, events.length);
-      // The norms of the model that scored this batch: a hot swap brings its own.
-      const norms = scored && !degraded ? normsOf(scored.manifest, fb.cols) : undefined;
-      const decidedAt = clock.now();
-      const ready = clock.monoMicros();
-      const cols = fb.cols;
-      const decisions: Decision[] = new Array(events.length);
-      for (let i = 0; i < events.length; i++) {
-        const { type, event } = events[i]!;
-        // Round through float32 -> double the way Avro and the model see it; clamp guards float noise.
-        const score = Math.min(1, Math.max(0, scores[i]!));
-        const verdict = policy.evaluate(events[i]!, score, degraded, scored?.manifest.threshold);
-        const reasons = norms
-          ? verdict.reasons.concat(
-              featureReasons(fb.matrix.subarray(i * cols, (i + 1) * cols), features.names, norms),
-            )
-          : verdict.reasons.slice();
-        decisions[i] = {
-          event_id: event.event_id,
-          event_type: type,
-          account_id: event.account_id,
-          event_time: event.event_time,
-          amount_minor: event.amount_minor,
-          currency: event.currency,
-          outcome: verdict.outcome,
-          score,
-          model_version: scored?.version ?? model.version,
-          policy_version: policy.version,
-          reasons,
-          decided_at: decidedAt,
-          latency_us: Number(ready - readAtMicros[i]!),
-          feature_spec: features.specHash,
-          features: includeFeatures && !degraded ? rowOf(fb.matrix, i, cols) : null,
-          challenger_score: shadow ? Math.min(1, Math.max(0, shadow.scores[i]!)) : null,
-          challenger_version: shadow ? shadow.version : null,
-        };
-      }
-      if (shadow) opts.onChallenger?.(shadow, decisions);
-      return { decisions, duplicate: fb.duplicate, late: fb.late, matrix: fb.matrix, cols };
+      return decideOn(events, readAtMicros, fb, degraded);
+    },
+    decideComputed(events, readAtMicros, fb) {
+      if (fb.rows !== events.length || fb.cols !== features.names.length)
+        throw new Error(
+          `decideComputed: ${fb.rows} x ${fb.cols} features for ${events.length} events of ${features.names.length} columns`,
+        );
+      return decideOn(events, readAtMicros, fb, undefined);
     },
   };
 }

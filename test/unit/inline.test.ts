@@ -39,6 +39,9 @@ const engine: DecisionEngine = {
       cols: 0,
     };
   },
+  decideComputed() {
+    throw new Error('inline scoring computes its own features');
+  },
 };
 
 /** A producer whose sends the test acknowledges (or fails) by hand, one at a time. */

@@ -1,0 +1,186 @@
+/**
+ * Replay's second thread: the feature engine runs in a worker thread, batch after batch in event order
+ * with the labels applied between batches, while the main thread reads the same input again, scores,
+ * decides and writes. Only the feature matrices cross (transferred, not copied), so each batch's
+ * features are exactly those a one-thread run computes: the same engine, the same batches, the same
+ * labels at the same points. Why: the features alone took about half of a replay's time on one
+ * thread (docs/replay.md, "Where the time goes").
+ *
+ * The worker reads its own copy of the input (a folder's container files, or the events replay read
+ * from Kafka, copied to it once) and holds its own Redis connection, made from the caller's
+ * connection settings: the engine reads and writes Redis only to evict states and read them back.
+ */
+import { createRequire } from 'node:module';
+import { pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { Cluster, type Redis, type RedisOptions } from 'ioredis';
+import { Errors, fail, FraudstreamError, type ErrorSpec } from '../lib/errors.js';
+import type { FeatureBatch } from '../features/index.js';
+import type { Label, ScoringEvent } from '../schemas/index.js';
+
+/** A Redis connection's settings that a worker can rebuild it from (no functions, no sockets). */
+export type RedisSpec =
+  | { cluster: false; options: RedisOptions }
+  | { cluster: true; nodes: { host: string; port: number }[]; options: RedisOptions };
+
+const KEPT_OPTIONS = [
+  'host',
+  'port',
+  'path',
+  'family',
+  'username',
+  'password',
+  'db',
+  'tls',
+  'connectTimeout',
+] as const;
+
+function pick(o: RedisOptions | undefined): RedisOptions {
+  const out: Record<string, unknown> = {};
+  for (const k of KEPT_OPTIONS) if (o?.[k] !== undefined) out[k] = o[k];
+  try {
+    return structuredClone(out) as RedisOptions;
+  } catch (e) {
+    fail(
+      'BAD_CONFIG',
+      `replay's feature thread cannot copy the Redis connection settings: ${(e as Error).message}`,
+    );
+  }
+}
+
+/** A cluster startup node as ioredis accepts it: { host, port }, "host:port", a URL or a port. */
+function nodeOf(n: string | number | { host?: string; port?: number }): { host: string; port: number } {
+  if (typeof n === 'number') return { host: '127.0.0.1', port: n };
+  if (typeof n === 'string') {
+    const u = new URL(n.includes('://') ? n : `redis://${n}`);
+    return { host: u.hostname, port: Number(u.port || 6379) };
+  }
+  return { host: n.host ?? '127.0.0.1', port: n.port ?? 6379 };
+}
+
+/** The settings of `redis`, for the worker to connect with. */
+export function redisSpecOf(redis: Redis | Cluster): RedisSpec {
+  if (redis instanceof Cluster) {
+    const nodes = (
+      redis as unknown as { startupNodes: (string | number | { host?: string; port?: number })[] }
+    ).startupNodes;
+    return { cluster: true, nodes: nodes.map(nodeOf), options: pick(redis.options.redisOptions) };
+  }
+  return { cluster: false, options: pick(redis.options) };
+}
+
+/** What the worker is started with (structured-cloned to it). */
+export interface FeatureThreadInput {
+  /** The folder of container files, or the events themselves (already in event-time order). */
+  source: { dir: string } | { events: ScoringEvent[] };
+  /** In labelled_at order: applied between batches as their labelled_at passes. */
+  labels: Label[];
+  redis: RedisSpec;
+  prefix: string;
+  batchSize: number;
+  maxCachedEntities?: number;
+  /** Batches the worker may compute ahead of the main thread (memory: about 800 bytes per event each). */
+  ahead: number;
+}
+
+/** Messages worker -> main. */
+export type FromWorker =
+  | ({ kind: 'batch' } & FeatureBatch)
+  | { kind: 'done'; labelsApplied: number; events: number }
+  | {
+      kind: 'error';
+      code?: string;
+      message: string;
+      stack?: string;
+      detail?: Record<string, unknown>;
+    };
+
+/** Messages main -> worker: one credit per batch the main thread has finished with. */
+export type ToWorker = { kind: 'credit' };
+
+/** An error the worker reported, as the error it was (same code and message). */
+function revive(m: Extract<FromWorker, { kind: 'error' }>): Error {
+  const spec = Object.values(Errors).find((s: ErrorSpec) => s.code === m.code);
+  const e = spec ? new FraudstreamError(spec, undefined, m.detail) : new Error(m.message);
+  e.message = m.message;
+  if (m.stack)
+    e.stack = `${m.message}\n    (in replay's feature thread)\n${m.stack.split('\n').slice(1).join('\n')}`;
+  return e;
+}
+
+export interface FeatureThread {
+  /** The batches' features in order; ends after the last batch (then `labelsApplied` is known). */
+  batches(): AsyncGenerator<FeatureBatch>;
+  /** The main thread is done with one batch: the worker may compute one more. */
+  release(): void;
+  readonly labelsApplied: number;
+  /** Stops the worker (at once, whatever it is doing) and waits for it to exit. */
+  stop(): Promise<void>;
+}
+
+/**
+ * The worker: compiled JavaScript next to this file (dist/: the CLI, benchmarks), or, when this file
+ * runs from the TypeScript sources (vitest), the .ts worker loaded through tsx, as the tests load
+ * everything else (a worker does not take `--import` hooks from its options).
+ */
+function spawn(input: FeatureThreadInput): Worker {
+  if (!import.meta.url.endsWith('.ts'))
+    return new Worker(new URL('./feature-worker.js', import.meta.url), { workerData: input });
+  const ts = new URL('./feature-worker.ts', import.meta.url).href;
+  const api = pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm/api')).href.replace(
+    /\.cjs$/,
+    '.mjs',
+  );
+  const boot = `import(${JSON.stringify(api)}).then(({ tsImport }) => tsImport(${JSON.stringify(ts)}, ${JSON.stringify(import.meta.url)}))`;
+  return new Worker(boot, { eval: true, workerData: input });
+}
+
+export function startFeatureThread(input: FeatureThreadInput): FeatureThread {
+  const worker = spawn(input);
+  const queue: FromWorker[] = [];
+  let wake: (() => void) | null = null;
+  let exited = false;
+  let exitError: Error | null = null;
+  let labelsApplied = 0;
+  const push = (m: FromWorker) => {
+    queue.push(m);
+    wake?.();
+  };
+  worker.on('message', (m: FromWorker) => push(m));
+  worker.on('error', (e) =>
+    push({ kind: 'error', message: e.message, ...(e.stack ? { stack: e.stack } : {}) }),
+  );
+  worker.on('exit', (code) => {
+    exited = true;
+    if (code !== 0) exitError = new Error(`replay's feature thread exited with code ${code}`);
+    wake?.();
+  });
+  return {
+    async *batches() {
+      for (;;) {
+        const m = queue.shift();
+        if (!m) {
+          if (exited) throw exitError ?? new Error("replay's feature thread exited before its last batch");
+          await new Promise<void>((r) => (wake = r));
+          wake = null;
+          continue;
+        }
+        if (m.kind === 'error') throw revive(m);
+        if (m.kind === 'done') {
+          labelsApplied = m.labelsApplied;
+          return;
+        }
+        yield m;
+      }
+    },
+    release() {
+      worker.postMessage({ kind: 'credit' } satisfies ToWorker);
+    },
+    get labelsApplied() {
+      return labelsApplied;
+    },
+    async stop() {
+      if (!exited) await worker.terminate();
+    },
+  };
+}

@@ -1,0 +1,118 @@
+/**
+ * The worker of replay's feature thread (feature-thread.ts): computes each batch's features with the
+ * production feature engine, in event order, applying the labels between batches exactly where a
+ * one-thread replay applies them, and hands each matrix to the main thread.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { Cluster, Redis } from 'ioredis';
+import { createFeatureEngine, type FeatureEngine } from '../features/index.js';
+import { isFraudstreamError } from '../lib/errors.js';
+import { createSchemaCatalog } from '../schemas/catalog.js';
+import type { Label, ScoringEvent } from '../schemas/index.js';
+import type { FeatureThreadInput, FromWorker, RedisSpec, ToWorker } from './feature-thread.js';
+import { readEvents } from './files.js';
+
+const input = workerData as FeatureThreadInput;
+const port = parentPort!;
+const post = (m: FromWorker, transfer?: ArrayBuffer[]) => port.postMessage(m, transfer);
+
+function connect(spec: RedisSpec): Redis | Cluster {
+  return spec.cluster
+    ? new Cluster(spec.nodes, { redisOptions: { ...spec.options, maxRetriesPerRequest: 2 } })
+    : new Redis({ ...spec.options, lazyConnect: true, maxRetriesPerRequest: 2 });
+}
+
+let credits = input.ahead;
+let wake: (() => void) | null = null;
+port.on('message', (m: ToWorker) => {
+  if (m.kind === 'credit') {
+    credits++;
+    wake?.();
+  }
+});
+
+async function run(features: FeatureEngine): Promise<{ labelsApplied: number; events: number }> {
+  let events = 0;
+  const send = async (batch: ScoringEvent[]) => {
+    if (batch.length === 0) return;
+    const fb = await features.computeBatch(batch);
+    events += batch.length;
+    while (credits === 0) {
+      await new Promise<void>((r) => (wake = r));
+      wake = null;
+    }
+    credits--;
+    post({ kind: 'batch', ...fb }, [
+      fb.matrix.buffer as ArrayBuffer,
+      fb.duplicate.buffer as ArrayBuffer,
+      fb.late.buffer as ArrayBuffer,
+    ]);
+  };
+  const source: AsyncIterable<ScoringEvent> | Iterable<ScoringEvent> =
+    'dir' in input.source ? readEvents(input.source.dir, createSchemaCatalog()) : input.source.events;
+  const labels = input.labels;
+  let labelsApplied = 0;
+  let nextLabel = 0;
+  let batch: ScoringEvent[] = [];
+  for await (const e of source) {
+    // A label counts for the events at or after its labelled_at: apply it between them.
+    if (nextLabel < labels.length && labels[nextLabel]!.labelled_at <= e.event.event_time) {
+      await send(batch);
+      batch = [];
+      const due: Label[] = [];
+      while (nextLabel < labels.length && labels[nextLabel]!.labelled_at <= e.event.event_time)
+        due.push(labels[nextLabel++]!);
+      labelsApplied += (await features.applyLabels(due)).applied;
+    }
+    batch.push(e);
+    if (batch.length >= input.batchSize) {
+      await send(batch);
+      batch = [];
+    }
+  }
+  await send(batch);
+  return { labelsApplied, events };
+}
+
+const redis = connect(input.redis);
+let features: FeatureEngine | undefined;
+try {
+  if (redis instanceof Redis) await redis.connect();
+  // Replay owns its namespace and has just cleared it: the states live in this thread (write-behind)
+  // and nothing needs reading back. The arithmetic is the scorer's (features/core.ts).
+  features = createFeatureEngine({
+    redis,
+    prefix: input.prefix,
+    writeMode: 'behind',
+    fresh: true,
+    ...(input.maxCachedEntities !== undefined ? { maxCachedEntities: input.maxCachedEntities } : {}),
+    // The labels are all known here: only their events need a label lookup held.
+    labelledEvents: new Set(input.labels.filter((l) => l.label === 'FRAUD').map((l) => l.event_id)),
+  });
+  const done = await run(features);
+  // The namespace is about to be deleted: nothing to write back.
+  await features.close({ flush: false });
+  features = undefined;
+  post({ kind: 'done', ...done });
+} catch (e) {
+  const err = e as Error;
+  let detail: Record<string, unknown> | undefined;
+  if (isFraudstreamError(err) && err.detail) {
+    try {
+      detail = structuredClone(err.detail);
+    } catch {
+      detail = undefined;
+    }
+  }
+  post({
+    kind: 'error',
+    message: err.message,
+    ...(isFraudstreamError(err) ? { code: err.code } : {}),
+    ...(err.stack ? { stack: err.stack } : {}),
+    ...(detail ? { detail } : {}),
+  });
+  await features?.close({ flush: false }).catch(() => undefined);
+} finally {
+  redis.disconnect();
+  port.close();
+}
