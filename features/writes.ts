@@ -24,10 +24,14 @@ export const opKeys = (o: Op): number => (o[0] === 'held' ? o[2].size + o[3].siz
 export type Lookup = ScoringEvent | string;
 
 /**
- * A dedupe row's record: most features are 0 (two thirds on the simulated histories), so it is the
- * late flag, a bit per feature set when non-zero, then the non-zero values as float32 LE: about a
- * third of the dense row's 784 bytes. (The dense form, a 4-byte header and the row, is still read.)
- * Written into `b` at `at` (room for the dense size: 1 + bitmap + 4 × cols); returns the end.
+ * A dedupe row's record: most features are 0 (two thirds on the simulated histories) and most of the
+ * rest are whole numbers (counts, amounts in minor units, flags), so it is
+ *   u8 0x10 | late flag | a bit per feature set when non-zero | per non-zero value, in column order:
+ *   varint(2v) for a whole number 0 < v < 2^28, else 1 then the value as float32 LE
+ * about 187 bytes on the simulated histories, against 279 for the float32-only record before it and 784
+ * for the dense row. Both earlier forms are still read (decodeRow): their first byte is the bare late
+ * flag (0 or 1). Exact: every value is a float32 of the matrix, whole ones below 2^28 are exact in a
+ * varint. Written into `b` at `at` (room: rowMax); returns the end.
  */
 export function encodeRowInto(
   m: Float32Array,
@@ -38,29 +42,74 @@ export function encodeRowInto(
   at: number,
 ): number {
   const bm = (cols + 7) >> 3;
-  b[at] = late;
+  b[at] = ROW_V3 | late;
   b.fill(0, at + 1, at + 1 + bm);
   let v0 = at + 1 + bm;
   for (let j = 0; j < cols; j++) {
-    const v = m[o + j]!;
+    let v = m[o + j]!;
     if (v === 0) continue;
     const byte = at + 1 + (j >> 3);
     b[byte] = b[byte]! | (1 << (j & 7));
-    v0 = b.writeFloatLE(v, v0);
+    if (v > 0 && v < WHOLE_MAX && v === Math.floor(v)) {
+      v *= 2;
+      while (v >= 128) {
+        b[v0++] = (v & 127) | 128;
+        v >>>= 7;
+      }
+      b[v0++] = v;
+    } else {
+      b[v0++] = 1;
+      v0 = b.writeFloatLE(v, v0);
+    }
   }
   return v0;
 }
 
+/** The row record's first byte, over the late flag; the earlier forms' first byte is the flag alone. */
+const ROW_V3 = 0x10;
+/** Whole values below this go as varints (2v fits 29 bits: at most 5 bytes, int32-safe shifts). */
+const WHOLE_MAX = 2 ** 28;
+
 /** The most bytes encodeRowInto writes. */
-export const rowMax = (cols: number) => 1 + ((cols + 7) >> 3) + 4 * cols;
+export const rowMax = (cols: number) => 1 + ((cols + 7) >> 3) + 5 * cols;
 
 /** Writes a dedupe record's row into `out` at `o`; returns its late flag, or null if malformed. */
 export function decodeRow(b: Buffer, out: Float32Array, o: number, cols: number): number | null {
+  const bm = (cols + 7) >> 3;
+  if (b.length >= 1 + bm && (b[0]! & 0xf0) === ROW_V3) {
+    const late = b[0]! & 0x0f;
+    if (late > 1) return null;
+    let at = 1 + bm;
+    for (let j = 0; j < cols; j++) {
+      if ((b[1 + (j >> 3)]! & (1 << (j & 7))) === 0) {
+        out[o + j] = 0;
+        continue;
+      }
+      if (at >= b.length) return null;
+      let u = 0;
+      let mul = 1;
+      for (;;) {
+        if (at >= b.length || mul > 2 ** 28) return null;
+        const x = b[at++]!;
+        u += (x & 127) * mul;
+        mul *= 128;
+        if (x < 128) break;
+      }
+      if (u === 1) {
+        if (at + 4 > b.length) return null;
+        out[o + j] = b.readFloatLE(at);
+        at += 4;
+      } else {
+        if (u % 2 !== 0 || u === 0) return null;
+        out[o + j] = u / 2;
+      }
+    }
+    return at === b.length ? late : null;
+  }
   if (b.length === 4 + cols * 4) {
     for (let j = 0; j < cols; j++) out[o + j] = b.readFloatLE(4 + 4 * j);
     return b[0]!;
   }
-  const bm = (cols + 7) >> 3;
   if (b.length < 1 + bm) return null;
   let at = 1 + bm;
   for (let j = 0; j < cols; j++) {

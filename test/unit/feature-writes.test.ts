@@ -4,6 +4,8 @@ import type { HeldRow } from '../../features/core.js';
 import {
   decodeRow,
   encodeOps,
+  encodeRowInto,
+  rowMax,
   lblRecord,
   WRITE_CHUNK_BYTES,
   type Op,
@@ -52,9 +54,16 @@ const COLS = 13;
 const idArb = fc
   .array(fc.constantFrom('a', 'Z', '7', '-', ':', 'ü', 'ß', '€', '中', '😀'), { minLength: 1, maxLength: 24 })
   .map((cs) => cs.join(''));
+/** A feature value: 0 (most), any float32, or a whole number (counts, amounts), across the varint's edges. */
+const valueArb = fc.oneof(
+  fc.constant(0),
+  fc.float({ noNaN: true, noDefaultInfinity: true }),
+  fc.integer({ min: -3, max: 2 ** 29 }).map(Math.fround),
+  fc.constantFrom(1, 63, 64, 127, 128, 2 ** 14, 2 ** 21, 2 ** 28 - 16, 2 ** 28, 0.5, -1, -0),
+);
 const rowArb = fc.record({
   late: fc.constantFrom(0, 1),
-  values: fc.array(fc.oneof(fc.constant(0), fc.float({ noNaN: true, noDefaultInfinity: true })), {
+  values: fc.array(valueArb, {
     minLength: COLS,
     maxLength: COLS,
   }),
@@ -149,6 +158,72 @@ describe('the write format (features/writes.ts)', () => {
         },
       ),
       { numRuns: 400 },
+    );
+  });
+});
+
+/** The dedupe record written before the varint form (float32 values), still found in Redis for a week. */
+function sparseFloatRow(m: Float32Array, late: number): Buffer {
+  const bm = (COLS + 7) >> 3;
+  const b = Buffer.alloc(1 + bm + 4 * COLS);
+  b[0] = late;
+  let at = 1 + bm;
+  for (let j = 0; j < COLS; j++) {
+    if (m[j] === 0) continue;
+    b[1 + (j >> 3)] = b[1 + (j >> 3)]! | (1 << (j & 7));
+    at = b.writeFloatLE(m[j]!, at);
+  }
+  return b.subarray(0, at);
+}
+
+describe('the dedupe row record', () => {
+  const matrixOf = (values: number[]) => Float32Array.from(values);
+  const encode = (m: Float32Array, late: number) => {
+    const b = Buffer.alloc(rowMax(COLS) + 8, 0xee);
+    return b.subarray(0, encodeRowInto(m, 0, late, COLS, b, 0));
+  };
+
+  it('gives back every value exactly, within rowMax bytes, and reads the two earlier forms', () => {
+    fc.assert(
+      fc.property(rowArb, ({ late, values }) => {
+        const m = matrixOf(values);
+        const want = Array.from(m, (v) => v || 0); // -0 is kept as 0
+        const rec = encode(m, late);
+        expect(rec.length).toBeLessThanOrEqual(rowMax(COLS));
+        const dense = Buffer.concat([Buffer.from([late, 0, 0, 0]), Buffer.from(m.buffer)]);
+        for (const [form, expected] of [
+          [rec, want],
+          [sparseFloatRow(m, late), want],
+          [dense, Array.from(m)], // the dense form keeps -0
+        ] as const) {
+          const back = new Float32Array(COLS).fill(7);
+          expect(decodeRow(form, back, 0, COLS)).toBe(late);
+          expect(Array.from(back)).toEqual(expected);
+        }
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('is smaller than the float32 form when values are whole numbers', () => {
+    const m = matrixOf([3, 0, 0, 120, 4500, 0, 1, 0, 0, 0, 250_000, 0, 2]);
+    expect(encode(m, 0).length).toBeLessThan(sparseFloatRow(m, 0).length - 10);
+  });
+
+  it('refuses a cut, padded or corrupt record rather than misread it', () => {
+    fc.assert(
+      fc.property(rowArb, fc.nat(), ({ late, values }, cut) => {
+        const rec = encode(matrixOf(values), late);
+        const out = new Float32Array(COLS);
+        const bm = (COLS + 7) >> 3;
+        if (rec.length > 1 + bm)
+          expect(decodeRow(rec.subarray(0, 1 + bm + (cut % (rec.length - 1 - bm))), out, 0, COLS)).toBeNull();
+        expect(decodeRow(Buffer.concat([rec, Buffer.from([0])]), out, 0, COLS)).toBeNull();
+        const badFlag = Buffer.from(rec);
+        badFlag[0] = 0x12;
+        expect(decodeRow(badFlag, out, 0, COLS)).toBeNull();
+      }),
+      { numRuns: 500 },
     );
   });
 });
