@@ -114,5 +114,7 @@ try {
   await features?.close({ flush: false }).catch(() => undefined);
 } finally {
   redis.disconnect();
-  port.close();
+  // Lets the thread end (what it posted is already on the main thread's queue).
+  port.removeAllListeners('message');
+  port.unref();
 }

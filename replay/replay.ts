@@ -202,6 +202,8 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayResult> {
   const featStage = opts.emitFeatures ? staged(opts.emitFeatures) : undefined;
   let decisionsOut: ReturnType<typeof createContainerWriter<Decision>> | undefined;
   let thread: FeatureThread | undefined;
+  /** This thread's read of the input (closed on failure: the file readers go with it). */
+  let it: AsyncIterator<ScoringEvent> | Iterator<ScoringEvent> | undefined;
   let featOut: FeatureFileWriter | undefined;
   const outcomes: OutcomeCollector[] = [];
   let labelsApplied = 0;
@@ -311,7 +313,7 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayResult> {
       ahead: 4,
     });
     const source = input.events;
-    const it: AsyncIterator<ScoringEvent> | Iterator<ScoringEvent> =
+    it =
       Symbol.asyncIterator in source
         ? source[Symbol.asyncIterator]()
         : (source as Iterable<ScoringEvent>)[Symbol.iterator]();
@@ -333,6 +335,7 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayResult> {
     await featOut?.close();
   } catch (e) {
     await thread?.stop();
+    await Promise.resolve(it?.return?.()).catch(() => undefined);
     await decisionsOut?.close().catch(() => undefined);
     await featOut?.close().catch(() => undefined);
     decStage?.abort();
