@@ -6,7 +6,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { Cluster, Redis } from 'ioredis';
 import { createFeatureEngine, type FeatureEngine } from '../features/index.js';
-import { isFraudstreamError } from '../lib/errors.js';
+import { fail, isFraudstreamError } from '../lib/errors.js';
 import { createSchemaCatalog } from '../schemas/catalog.js';
 import type { Label, ScoringEvent } from '../schemas/index.js';
 import type { FeatureThreadInput, FromWorker, RedisSpec, ToWorker } from './feature-thread.js';
@@ -16,10 +16,28 @@ const input = workerData as FeatureThreadInput;
 const port = parentPort!;
 const post = (m: FromWorker, transfer?: ArrayBuffer[]) => port.postMessage(m, transfer);
 
-function connect(spec: RedisSpec): Redis | Cluster {
-  return spec.cluster
-    ? new Cluster(spec.nodes, { redisOptions: { ...spec.options, maxRetriesPerRequest: 2 } })
-    : new Redis({ ...spec.options, lazyConnect: true, maxRetriesPerRequest: 2 });
+/**
+ * Connects as the caller's client is connected, but gives up instead of retrying for ever: a replay
+ * that cannot reach its Redis fails with FS_ERR_FEATURE_STORE rather than wait.
+ */
+async function connect(spec: RedisSpec): Promise<Redis | Cluster> {
+  const giveUp = (times: number) => (times > 3 ? null : 200 * times);
+  const options = { ...spec.options, maxRetriesPerRequest: 2 };
+  const client = spec.cluster
+    ? new Cluster(spec.nodes, { lazyConnect: true, clusterRetryStrategy: giveUp, redisOptions: options })
+    : new Redis({ ...options, lazyConnect: true, retryStrategy: giveUp });
+  // Failures reach the replay through the connect or the command that meets them.
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+  } catch (e) {
+    client.disconnect();
+    const where = spec.cluster
+      ? spec.nodes.map((n) => `${n.host}:${n.port}`).join(',')
+      : (spec.options.path ?? `${spec.options.host ?? '127.0.0.1'}:${spec.options.port ?? 6379}`);
+    fail('FEATURE_STORE', `replay's feature thread cannot reach Redis at ${where}: ${(e as Error).message}`);
+  }
+  return client;
 }
 
 let credits = input.ahead;
@@ -74,10 +92,10 @@ async function run(features: FeatureEngine): Promise<{ labelsApplied: number; ev
   return { labelsApplied, events };
 }
 
-const redis = connect(input.redis);
+let redis: Redis | Cluster | undefined;
 let features: FeatureEngine | undefined;
 try {
-  if (redis instanceof Redis) await redis.connect();
+  redis = await connect(input.redis);
   // Replay owns its namespace and has just cleared it: the states live in this thread (write-behind)
   // and nothing needs reading back. The arithmetic is the scorer's (features/core.ts).
   features = createFeatureEngine({
@@ -113,7 +131,7 @@ try {
   });
   await features?.close({ flush: false }).catch(() => undefined);
 } finally {
-  redis.disconnect();
+  redis?.disconnect();
   // Lets the thread end (what it posted is already on the main thread's queue).
   port.removeAllListeners('message');
   port.unref();

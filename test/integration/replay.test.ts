@@ -12,7 +12,7 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Redis } from 'ioredis';
+import { Cluster, type Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFeatureEngine } from '../../features/index.js';
 import { systemClock } from '../../lib/clock.js';
@@ -32,7 +32,7 @@ import {
   type PaymentEvent,
 } from '../../schemas/index.js';
 import { STREAM_FILES, writeSimulationFiles } from '../../simulator/index.js';
-import { redis, uniq } from './stack.js';
+import { CLUSTER_NODES, redis, uniq } from './stack.js';
 
 const schemas = createSchemas();
 const logger = createSilentLogger();
@@ -123,6 +123,30 @@ describe('replay over container files, on the real Redis', () => {
     const html = readFileSync(join(a!, 'report.html'), 'utf8');
     expect(html).toContain('<svg');
     expect(html).not.toMatch(/<script|src=|href=/);
+  });
+
+  it('gives the same scores on a Redis Cluster, where its feature thread connects from the client settings', async () => {
+    const cluster = new Cluster(CLUSTER_NODES, { lazyConnect: true });
+    await cluster.connect();
+    const [a, b] = [0, 1].map(() => mkdtempSync(join(tmpdir(), 'fs-replay-out-')));
+    // A cache too small for the history: the feature thread evicts states to the cluster and reads them back.
+    const small = { inDir, champion, maxCachedEntities: 300 };
+    const nsb = ns();
+    try {
+      const ra = await runReplay({ ...base(a!), ...small });
+      const rb = await runReplay({ ...base(b!), ...small, redis: cluster, namespace: nsb });
+      expect(rb.events).toBe(ra.events);
+      const da = await decisions(join(a!, 'decisions.avro'));
+      const db = await decisions(join(b!, 'decisions.avro'));
+      expect(db.map((d) => [d.event_id, d.score, d.outcome])).toEqual(
+        da.map((d) => [d.event_id, d.score, d.outcome]),
+      );
+      // The namespace is gone from every master afterwards.
+      for (const node of cluster.nodes('master')) expect(await node.keys(`${nsb}:*`)).toEqual([]);
+    } finally {
+      await clearNamespace(cluster, nsb);
+      cluster.disconnect();
+    }
   });
 
   it('reports a challenger side by side from the same pass', async () => {

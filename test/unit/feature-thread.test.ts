@@ -1,7 +1,8 @@
+import { createServer } from 'node:net';
 import { Cluster, Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { isFraudstreamError } from '../../lib/errors.js';
-import { redisSpecOf } from '../../replay/feature-thread.js';
+import { redisSpecOf, startFeatureThread, type RedisSpec } from '../../replay/feature-thread.js';
 
 describe("replay's feature thread: the Redis settings it connects with", () => {
   it('keeps a single connection’s address, credentials and database, and nothing a worker cannot take', () => {
@@ -60,4 +61,45 @@ describe("replay's feature thread: the Redis settings it connects with", () => {
     expect((err as Error).message).toMatch(/feature thread cannot copy the Redis connection settings/);
     r.disconnect();
   });
+});
+
+/** A loopback port nothing listens on (bound, then released). */
+async function closedPort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as { port: number }).port;
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+describe("replay's feature thread: a Redis it cannot reach", () => {
+  for (const kind of ['single', 'cluster'] as const) {
+    it(`fails the replay with FS_ERR_FEATURE_STORE instead of retrying for ever (${kind})`, async () => {
+      const port = await closedPort();
+      const redis: RedisSpec =
+        kind === 'single'
+          ? { cluster: false, options: { host: '127.0.0.1', port } }
+          : { cluster: true, nodes: [{ host: '127.0.0.1', port }], options: {} };
+      const thread = startFeatureThread({
+        source: { events: [] },
+        labels: [],
+        redis,
+        prefix: 'unreachable:',
+        batchSize: 8,
+        ahead: 1,
+      });
+      const started = Date.now();
+      let err: unknown;
+      try {
+        for await (const _ of thread.batches()) throw new Error('no batch expected');
+      } catch (e) {
+        err = e;
+      } finally {
+        await thread.stop();
+      }
+      expect(isFraudstreamError(err, 'FEATURE_STORE'), String(err)).toBe(true);
+      expect((err as Error).message).toContain(`cannot reach Redis at 127.0.0.1:${port}`);
+      expect(Date.now() - started).toBeLessThan(20_000);
+    }, 30_000);
+  }
 });
