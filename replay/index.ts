@@ -7,7 +7,7 @@ export {
   type ReplayModel,
 } from './replay.js';
 export { readKafkaRange, type KafkaRangeOptions, type KafkaRange } from './kafka.js';
-export { countContainerRecords, readStream } from './files.js';
+export { countContainerRecords, readEvents, readStream } from './files.js';
 export { mergeByEventTime } from './merge.js';
 export { rocAuc, prAuc } from './metrics.js';
 export {

@@ -177,7 +177,8 @@ export function createDecisionEngine(opts: DecisionEngineOptions): DecisionEngin
       });
       return decideOn(events, readAtMicros, fb, degraded);
     },
-    decideComputed(events, readAtMicros, fb) {
+    async decideComputed(events, readAtMicros, fb) {
+      // A mismatch is a bug in the caller: a rejection, as every other failure of a decide.
       if (fb.rows !== events.length || fb.cols !== features.names.length)
         throw new Error(
           `decideComputed: ${fb.rows} x ${fb.cols} features for ${events.length} events of ${features.names.length} columns`,
