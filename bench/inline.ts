@@ -14,8 +14,10 @@
  * The load generator runs in this process, the service in a forked child; this process keeps only the
  * request bodies it needs, so its own garbage collection stays small.
  * Rows: p50/p99 latency, achieved rate and the service process's CPU time per request, each with the bare
- * route as baseline; and the floor under the target: the p99 of the Kafka acknowledgement an answer
- * waits for, measured alone at the same rate (bareAck).
+ * route as baseline; the same paced load while the service's Kafka scorer consumes FEED_RATE events/s
+ * fed by a third process (mixed traffic, as in production: baseline the run without); and the floor
+ * under the target: the p99 of the Kafka acknowledgement an answer waits for, measured alone at the
+ * same rate (bareAck).
  */
 import autocannon from 'autocannon';
 import { fork } from 'node:child_process';
@@ -30,7 +32,8 @@ import { createLogger } from '../lib/logger.js';
 import { projectRoot } from '../lib/paths.js';
 import { clearNamespace } from '../replay/index.js';
 import { ensureTopics, SCORER_PRODUCER_CONFIG, startScoringService } from '../scorer/index.js';
-import { createSimulation } from '../simulator/index.js';
+import { createSchemas } from '../schemas/index.js';
+import { createSimulation, produceLive } from '../simulator/index.js';
 import { writeRows, type BenchRow } from './results.js';
 
 const env = process.env;
@@ -41,6 +44,8 @@ const REDIS_URL = env.FRAUDSTREAM_REDIS_URL ?? `redis://127.0.0.1:${env.FRAUDSTR
 const RATE = 1000;
 const SECONDS = 15;
 const WARMUP_SECONDS = 3;
+/** Events per second produced to the scorer's input topics during the mixed-traffic run. */
+const FEED_RATE = 2000;
 
 interface Measured {
   p50: number;
@@ -170,6 +175,46 @@ async function bareAck(run: string, seconds: number): Promise<{ p50: number; p99
   }
 }
 
+/**
+ * Child process: simulated payments and withdrawals produced to the scorer's input topics at FEED_RATE
+ * (the simulator's live mode, what `make demo` feeds the scorer with) until told to stop, so inline
+ * answers are measured while the Kafka scorer computes, checkpoints and produces beside them.
+ */
+async function feed(run: string) {
+  const kafka = new Kafka({ clientId: 'bench-inline-feed', brokers: BROKERS, logLevel: logLevel.NOTHING });
+  const ac = new AbortController();
+  process.once('message', () => ac.abort());
+  const { sent } = await produceLive({
+    kafka,
+    codec: createSchemas().codec,
+    logger: createLogger({ level: 'warn', name: 'bench-inline-feed' }),
+    topics: { payments: `${run}-payments`, withdrawals: `${run}-withdrawals` },
+    sim: { seed: 12, accounts: 3000, days: 60, start: Date.now() - 61 * 86_400_000, fraudRate: 0.002 },
+    rate: FEED_RATE,
+    durationS: 0,
+    signal: ac.signal,
+  });
+  process.send!({ sent });
+}
+
+/** Events of `topics` the consumer group has committed, over all partitions. */
+async function committed(run: string, topics: string[]): Promise<number> {
+  const admin = new Kafka({
+    clientId: 'bench-inline-lag',
+    brokers: BROKERS,
+    logLevel: logLevel.NOTHING,
+  }).admin();
+  await admin.connect();
+  try {
+    let n = 0;
+    for (const t of await admin.fetchOffsets({ groupId: `${run}-scorer`, topics }))
+      for (const p of t.partitions) n += Math.max(0, Number(p.offset));
+    return n;
+  } finally {
+    await admin.disconnect();
+  }
+}
+
 /** Child process: the scoring service plus the bare route; the load generator runs in the parent. */
 async function serve(run: string) {
   const topics = {
@@ -256,7 +301,7 @@ async function main() {
   });
   // Real simulated traffic (3,000 accounts), each request a fresh event in time order: the events of
   // the history's first day or so, as many as the runs send, and no more kept in memory.
-  const needed = RATE * (WARMUP_SECONDS + 2 * SECONDS) * 1.2;
+  const needed = RATE * (WARMUP_SECONDS + 3 * SECONDS) * 1.2;
   const events: { type: string; event: object }[] = [];
   for (const e of createSimulation({
     seed: 11,
@@ -295,6 +340,34 @@ async function main() {
       ['POST /v1/score, bursts', await bursts(`${url}/v1/score`, body, SECONDS)],
     ] as const;
     for (const [what, r] of runs) if (r.problems) throw new Error(`${what}: ${r.problems} failed requests`);
+
+    // Mixed traffic: the same paced inline load while the Kafka scorer in the same process consumes
+    // FEED_RATE events/s (its batches, checkpoints and decisions share the event loop, Redis and the
+    // broker with the answers).
+    const inputTopics = [`${run}-payments`, `${run}-withdrawals`];
+    const before = await committed(run, inputTopics);
+    const feeder = fork(fileURLToPath(import.meta.url), ['feed', run], { stdio: 'inherit' });
+    const fed = new Promise<number>((res, rej) => {
+      feeder.once('message', (m) => res((m as { sent: number }).sent));
+      feeder.once('exit', (code) => rej(new Error(`the Kafka feed exited (${code}) before reporting`)));
+    });
+    let mixed: Measured;
+    let sent: number;
+    try {
+      await new Promise((r) => setTimeout(r, 2000)); // the consumer reaches the feed's rate
+      mixed = await withCpu(paced(`${url}/v1/score`, body, SECONDS));
+    } finally {
+      feeder.send('stop');
+      sent = await fed;
+    }
+    if (mixed.problems)
+      throw new Error(`POST /v1/score with Kafka traffic: ${mixed.problems} failed requests`);
+    // The scorer really consumed the feed: what it committed by now (it commits every second).
+    await new Promise((r) => setTimeout(r, 3000));
+    const consumed = (await committed(run, inputTopics)) - before;
+    if (consumed < sent * 0.9)
+      throw new Error(`the Kafka scorer committed ${consumed} of the ${sent} events fed to it`);
+
     const ack = await bareAck(run, SECONDS);
     const [[, bare], [, score], [, bareBurst], [, scoreBurst]] = runs;
     const row = (name: string, value: number, baseline: number, unit: string) =>
@@ -333,6 +406,12 @@ async function main() {
       bareBurst.p99,
       'ms',
     );
+    row(
+      `inline scoring p99 at ${RATE} req/s paced while the Kafka scorer consumes ${FEED_RATE} events/s (baseline: without Kafka traffic)`,
+      mixed.p99,
+      score.p99,
+      'ms',
+    );
     rows.push({
       name: `Kafka acks=all produce p99 alone at ${RATE} msg/s, paced, one request in flight (the ack an inline answer waits for; baseline: its p50)`,
       value: ack.p99,
@@ -346,7 +425,9 @@ async function main() {
         `bare route p99 ${bare.p99} ms; closed-loop bursts p99 ${scoreBurst.p99} ms (bare ${bareBurst.p99} ms); ` +
         `service CPU ${score.cpuMsPerRequest!.toFixed(3)} ms/request, event loop ${(score.elu! * 100).toFixed(0)} % busy; ` +
         `GC ${g.scavenges} scavenges ${g.scavengeMs.toFixed(0)} ms, ${g.markCompacts} mark-compacts ${g.markCompactMs.toFixed(0)} ms, longest pause ${g.maxPauseMs.toFixed(1)} ms in ${SECONDS} s; ` +
-        `Kafka acks=all alone p99 ${ack.p99.toFixed(2)} ms (p50 ${ack.p50.toFixed(2)} ms)`,
+        `Kafka acks=all alone p99 ${ack.p99.toFixed(2)} ms (p50 ${ack.p50.toFixed(2)} ms); ` +
+        `with the scorer consuming ${FEED_RATE} events/s (${consumed} of ${sent} fed, committed): p99 ${mixed.p99} ms, p50 ${mixed.p50} ms, ` +
+        `event loop ${(mixed.elu! * 100).toFixed(0)} % busy`,
     );
   } finally {
     child.send('stop');
@@ -356,6 +437,11 @@ async function main() {
 
 if (process.argv[2] === 'serve')
   serve(process.argv[3]!).catch((e) => {
+    console.error(e);
+    process.exit(1);
+  });
+else if (process.argv[2] === 'feed')
+  feed(process.argv[3]!).catch((e) => {
     console.error(e);
     process.exit(1);
   });
