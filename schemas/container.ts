@@ -25,6 +25,9 @@ export function createContainerWriter<T>(
 ): ContainerWriter<T> {
   const encoder = new avro.streams.BlockEncoder(type, {
     codec: opts.codec ?? 'deflate',
+    // avsc's default writes the header with the first record: a file of none would be 0 bytes, which
+    // no Avro reader (ours included) takes for a container file. An empty stream is a valid file.
+    writeHeader: 'always',
     ...(opts.syncMarker ? { syncMarker: opts.syncMarker } : {}),
   } as ConstructorParameters<typeof avro.streams.BlockEncoder>[1]);
   const out = createWriteStream(path);

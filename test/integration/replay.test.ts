@@ -149,6 +149,18 @@ describe('replay over container files, on the real Redis', () => {
     }
   });
 
+  it('replays a history with no fraud at all: its empty labels and scenarios files are valid', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'fs-replay-clean-'));
+    await writeSimulationFiles(schemas.catalog, { ...sim, accounts: 60, days: 2, fraudRate: 0 }, dir);
+    const out = mkdtempSync(join(tmpdir(), 'fs-replay-out-'));
+    const res = await runReplay({ ...base(out), inDir: dir, champion });
+    expect(res.events).toBeGreaterThan(0);
+    const m = JSON.parse(readFileSync(join(out, 'metrics.json'), 'utf8'));
+    expect(m.labels_applied).toBe(0);
+    expect(m.champion.overall.fraud).toBe(0);
+    expect((await decisions(join(out, 'decisions.avro'))).length).toBe(res.events);
+  });
+
   it('reports a challenger side by side from the same pass', async () => {
     const out = mkdtempSync(join(tmpdir(), 'fs-replay-out-'));
     const lower = champion.threshold / 2;

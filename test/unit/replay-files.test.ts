@@ -27,6 +27,18 @@ describe('container files: record count from block headers', () => {
     }
   });
 
+  it('writes a stream with no records as a valid file that reads as empty (a history without labels)', async () => {
+    const { createContainerWriter, RecordNames } = await import('../../schemas/index.js');
+    const catalog = createSchemaCatalog();
+    const p = join(mkdtempSync(join(tmpdir(), 'fs-empty-')), STREAM_FILES.labels);
+    await createContainerWriter(p, catalog.reader(RecordNames.Label)).close();
+    expect(statSync(p).size).toBeGreaterThan(0);
+    expect(countContainerRecords(p)).toBe(0);
+    let n = 0;
+    for await (const _ of readContainer(p, catalog.reader(RecordNames.Label))) n++;
+    expect(n).toBe(0);
+  });
+
   it('fails on a file cut inside a block or its sync marker, naming the file', () => {
     const src = join(dir, STREAM_FILES.payments);
     const size = statSync(src).size;
