@@ -1,47 +1,91 @@
-/** Ranking metrics of scores against 0/1 labels (ties handled by averaging). */
+/**
+ * Ranking metrics of scores against 0/1 labels (ties handled by averaging). Each sorts the positives'
+ * and the negatives' scores apart, with the typed arrays' native numeric sort, and walks the distinct
+ * scores once: a comparator sort over an index array took about 0.4 s per million rows and per metric.
+ */
 
-export function rocAuc(scores: ArrayLike<number>, labels: ArrayLike<number>): number {
+/** The positives' and the negatives' scores, each sorted ascending. */
+export interface Ranked {
+  pos: Float64Array;
+  neg: Float64Array;
+}
+
+export function rank(scores: ArrayLike<number>, labels: ArrayLike<number>): Ranked {
   const n = scores.length;
-  const idx = Array.from({ length: n }, (_, i) => i).sort((a, b) => scores[a]! - scores[b]!);
-  let pos = 0;
-  let rankSum = 0;
-  for (let i = 0; i < n;) {
-    let j = i;
-    while (j + 1 < n && scores[idx[j + 1]!] === scores[idx[i]!]) j++;
-    const avgRank = (i + j) / 2 + 1;
-    for (let k = i; k <= j; k++)
-      if (labels[idx[k]!]) {
-        pos++;
-        rankSum += avgRank;
-      }
-    i = j + 1;
+  let p = 0;
+  for (let i = 0; i < n; i++) if (labels[i]) p++;
+  const pos = new Float64Array(p);
+  const neg = new Float64Array(n - p);
+  let a = 0;
+  let b = 0;
+  for (let i = 0; i < n; i++) {
+    if (labels[i]) pos[a++] = scores[i]!;
+    else neg[b++] = scores[i]!;
   }
-  const neg = n - pos;
+  return { pos: pos.sort(), neg: neg.sort() };
+}
+
+/** Equal scores; NaNs (sorted last) form one group, so a NaN cannot stall the walk. */
+const same = (a: number, b: number) => a === b || (a !== a && b !== b);
+
+/**
+ * Calls `step(score, positives, negatives)` for each distinct score, highest first, with how many
+ * positives and negatives hold it (-0 and 0 are one score, as `===` says).
+ */
+export function eachScoreDown(
+  r: Ranked,
+  step: (score: number, positives: number, negatives: number) => void,
+): void {
+  let i = r.pos.length - 1;
+  let j = r.neg.length - 1;
+  while (i >= 0 || j >= 0) {
+    const s = i < 0 ? r.neg[j]! : j < 0 ? r.pos[i]! : Math.max(r.pos[i]!, r.neg[j]!);
+    let cp = 0;
+    let cn = 0;
+    while (i >= 0 && same(r.pos[i]!, s)) {
+      i--;
+      cp++;
+    }
+    while (j >= 0 && same(r.neg[j]!, s)) {
+      j--;
+      cn++;
+    }
+    step(s, cp, cn);
+  }
+}
+
+/** ROC-AUC: the share of (positive, negative) pairs the scores rank right, a tie counting half. */
+export function rocAucRanked(r: Ranked): number {
+  const pos = r.pos.length;
+  const neg = r.neg.length;
   if (pos === 0 || neg === 0) return NaN;
-  return (rankSum - (pos * (pos + 1)) / 2) / (pos * neg);
+  // Pairs won, counted from the top: each positive beats the negatives not yet passed below it.
+  let below = neg;
+  let won = 0;
+  eachScoreDown(r, (_, cp, cn) => {
+    below -= cn;
+    won += cp * below + 0.5 * cp * cn; // whole and half numbers: exact in a double
+  });
+  return won / (pos * neg);
 }
 
 /** Average precision (area under the precision-recall curve, step-wise). */
-export function prAuc(scores: ArrayLike<number>, labels: ArrayLike<number>): number {
-  const n = scores.length;
-  const idx = Array.from({ length: n }, (_, i) => i).sort((a, b) => scores[b]! - scores[a]!);
-  let totalPos = 0;
-  for (let i = 0; i < n; i++) if (labels[i]) totalPos++;
+export function prAucRanked(r: Ranked): number {
+  const totalPos = r.pos.length;
   if (totalPos === 0) return NaN;
   let tp = 0;
   let fp = 0;
   let ap = 0;
-  for (let i = 0; i < n;) {
-    let j = i;
-    let tpStep = 0;
-    while (j < n && scores[idx[j]!] === scores[idx[i]!]) {
-      if (labels[idx[j]!]) tpStep++;
-      else fp++;
-      j++;
-    }
-    tp += tpStep;
-    ap += (tpStep / totalPos) * (tp / (tp + fp));
-    i = j;
-  }
+  eachScoreDown(r, (_, cp, cn) => {
+    tp += cp;
+    fp += cn;
+    ap += (cp / totalPos) * (tp / (tp + fp));
+  });
   return ap;
 }
+
+export const rocAuc = (scores: ArrayLike<number>, labels: ArrayLike<number>): number =>
+  rocAucRanked(rank(scores, labels));
+
+export const prAuc = (scores: ArrayLike<number>, labels: ArrayLike<number>): number =>
+  prAucRanked(rank(scores, labels));

@@ -1,4 +1,4 @@
-import { prAuc, rocAuc } from './metrics.js';
+import { eachScoreDown, prAucRanked, rank, rocAucRanked, type Ranked } from './metrics.js';
 
 /**
  * Backtest figures, computed from one row per decided event. Pure and columnar (typed arrays, a few bytes
@@ -148,8 +148,10 @@ export function sliceMetrics(
   const money_flagged: Money = {};
   const money_caught: Money = {};
   // Typed buffers, not arrays of numbers: a 10-million-event replay computes these per slice.
-  const scores = withRanking ? new Float64Array(o.n) : new Float64Array(0);
-  const labels = withRanking ? new Uint8Array(o.n) : new Uint8Array(0);
+  const pos = withRanking ? new Float64Array(o.n) : new Float64Array(0);
+  const neg = withRanking ? new Float64Array(o.n) : new Float64Array(0);
+  let np = 0;
+  let nn = 0;
   const add = (m: Money, c: string, v: number) => (m[c] = (m[c] ?? 0) + v);
   for (let i = 0; i < o.n; i++) {
     if (!include(i)) continue;
@@ -170,10 +172,13 @@ export function sliceMetrics(
       }
     }
     if (withRanking) {
-      scores[events - 1] = o.score[i]!;
-      labels[events - 1] = y;
+      if (y) pos[np++] = o.score[i]!;
+      else neg[nn++] = o.score[i]!;
     }
   }
+  const ranked: Ranked | null = withRanking
+    ? { pos: pos.subarray(0, np).sort(), neg: neg.subarray(0, nn).sort() }
+    : null;
   return {
     events,
     fraud,
@@ -181,8 +186,8 @@ export function sliceMetrics(
     flag_rate: events ? flagged / events : 0,
     precision: flagged ? tp / flagged : null,
     recall: fraud ? tp / fraud : null,
-    roc_auc: withRanking ? nullIfNaN(rocAuc(scores.subarray(0, events), labels.subarray(0, events))) : null,
-    pr_auc: withRanking ? nullIfNaN(prAuc(scores.subarray(0, events), labels.subarray(0, events))) : null,
+    roc_auc: ranked ? nullIfNaN(rocAucRanked(ranked)) : null,
+    pr_auc: ranked ? nullIfNaN(prAucRanked(ranked)) : null,
     money_fraud,
     money_flagged,
     money_caught,
@@ -318,22 +323,17 @@ export function prCurve(
   o: Outcomes,
   maxPoints = 200,
 ): { threshold: number; recall: number; precision: number }[] {
-  let pos = 0;
-  for (let i = 0; i < o.n; i++) pos += o.label[i]!;
+  const r = rank(o.score, o.label);
+  const pos = r.pos.length;
   if (pos === 0) return [];
-  const idx = Array.from({ length: o.n }, (_, i) => i).sort((a, b) => o.score[b]! - o.score[a]!);
   const pts: { threshold: number; recall: number; precision: number }[] = [];
   let tp = 0;
   let k = 0;
-  for (let i = 0; i < o.n;) {
-    const s = o.score[idx[i]!]!;
-    while (i < o.n && o.score[idx[i]!] === s) {
-      tp += o.label[idx[i]!]!;
-      i++;
-      k++;
-    }
+  eachScoreDown(r, (s, cp, cn) => {
+    tp += cp;
+    k += cp + cn;
     pts.push({ threshold: s, recall: tp / pos, precision: tp / k });
-  }
+  });
   if (pts.length <= maxPoints) return pts;
   const step = pts.length / maxPoints;
   const out = [];
