@@ -38,6 +38,11 @@ import {
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
+/** How long a flush encodes before it lets the event loop serve others (ms). */
+const SLICE_MS = 2;
+/** Records encoded and sent per slice of a big write (opBytes' estimate: about a thousand rows). */
+const RECORD_SLICE_BYTES = 256 * 1024;
+const breathe = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /**
  * When the engine writes to Redis (docs/features.md, "Durability"):
@@ -282,15 +287,30 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
    * first, and the big write's older states over it.
    */
   let mainTurn: Promise<void> = Promise.resolve();
-  async function write(ops: Op[]): Promise<void> {
-    if (!ops.length) return;
-    let keys = 0;
+  /**
+   * Writes `ops` and the flush's `pending` states (encoded here, a slice at a time, unless a batch
+   * encoded one first). The write's turn is taken at the call, before anything awaits: a later write
+   * may hold newer states of the same entities, so writes send in call order.
+   */
+  async function write(ops: Op[], pending: readonly Pending[] = []): Promise<void> {
+    if (!ops.length && !pending.length) return;
+    let keys = pending.length;
     for (const o of ops) keys += opKeys(o);
     counters.writes += keys;
     counters.roundTrips++;
+    const before = mainTurn;
+    let sent!: () => void;
+    mainTurn = new Promise<void>((res) => (sent = res));
     try {
+      if (pending.length) {
+        await encodeInSlices(pending);
+        // States first, as takeOps used to list them.
+        ops = [...pending.map((p): Op => ['state', `${p.k}:s`, p.buf!, keep]), ...ops];
+      }
       if (isCluster) {
-        // Auto-pipelined per master, in parallel; a cluster has no MULTI across slots.
+        // Auto-pipelined per master, in parallel; a cluster has no MULTI across slots. Each SET is
+        // sent when called, so calling them in turn keeps a newer state behind an older one.
+        await before;
         const sets: Promise<unknown>[] = [];
         for (const o of ops) {
           if (o[0] === 'del') sets.push(redis.del(o[1]));
@@ -305,6 +325,7 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
               sets.push(redis.set(lblKey(o[1], id), lblRecord(ev as Lookup), 'PX', fmt.lblTtl));
           }
         }
+        sent();
         await Promise.all(sets);
         return;
       }
@@ -324,10 +345,6 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
       };
       let bytes = 0;
       for (const o of ops) bytes += opBytes(o, fmt);
-      // This write's turn on the engine's connection, taken now, in write order.
-      const before = mainTurn;
-      let sent!: () => void;
-      mainTurn = new Promise<void>((res) => (sent = res));
       /** Sends the call once the turn comes (exec writes to the socket at once), and gives the turn on. */
       const inTurn = async (blobs: Buffer[]): Promise<number> => {
         await before;
@@ -347,10 +364,27 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
           // again and its record rewritten), and between calls Redis serves the next batch's reads.
           // Then the states and deletions in one MULTI: a crash of this process mid-write leaves them as
           // before it.
+          // The records are encoded and sent a slice at a time, the event loop served between slices.
           const held = ops.filter((o) => o[0] === 'held');
           if (held.length) {
             counters.roundTrips++;
-            stored += await send(encodeOps(held, fmt, RECORD_CHUNK_BYTES), false, recordConn());
+            const conn = recordConn();
+            const sends: Promise<number>[] = [];
+            let from = 0;
+            let slice = performance.now();
+            while (from < held.length) {
+              let to = from;
+              for (let b = 0; to < held.length && b < RECORD_SLICE_BYTES; to++) b += opBytes(held[to]!, fmt);
+              const p = send(encodeOps(held.slice(from, to), fmt, RECORD_CHUNK_BYTES), false, conn);
+              p.catch(() => undefined); // awaited below, with the others
+              sends.push(p);
+              from = to;
+              if (from < held.length && performance.now() - slice >= SLICE_MS) {
+                await breathe();
+                slice = performance.now();
+              }
+            }
+            for (const n of await Promise.all(sends)) stored += n;
           }
           const rest = held.length ? ops.filter((o) => o[0] !== 'held') : ops;
           if (rest.length) stored += await inTurn(encodeOps(rest, fmt));
@@ -361,6 +395,38 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
       if (stored !== keys) fail('FEATURE_STORE', `the write stored ${stored} of ${keys} keys`);
     } catch (e) {
       storeError(e);
+    } finally {
+      sent();
+    }
+  }
+
+  /*
+   * A flush takes its states at the call, as one point in time with the rows it takes, but encodes
+   * them later, a slice at a time (a checkpoint of a busy second held the event loop for 0.2-0.3 s
+   * when it encoded them all at once). Until then a state is pending: a batch or a label about to
+   * change it encodes it first, so what is written is the state as it was when the flush was called.
+   */
+  interface Pending {
+    k: string;
+    s: EntityState;
+    buf: Buffer | null;
+  }
+  const pendingOf = new Map<EntityState, Pending>();
+  /** Encodes a pending state now (once), before anything changes it. */
+  const settle = (s: EntityState) => {
+    const p = pendingOf.get(s);
+    if (!p) return;
+    pendingOf.delete(s);
+    p.buf = encodeState(s);
+  };
+  async function encodeInSlices(pending: readonly Pending[]): Promise<void> {
+    let slice = performance.now();
+    for (let i = 0; i < pending.length; i++) {
+      if (pending[i]!.buf === null) settle(pending[i]!.s);
+      if ((i & 63) === 63 && performance.now() - slice >= SLICE_MS) {
+        await breathe();
+        slice = performance.now();
+      }
     }
   }
 
@@ -432,13 +498,16 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
 
   // --- Flushing. -------------------------------------------------------------------------------
   let lastFlush: Promise<void> = Promise.resolve();
-  function takeOps(): Op[] {
+  function takeOps(): [Op[], Pending[]] {
     const ops: Op[] = [];
+    const pending: Pending[] = [];
     for (const k of dirty) {
       const s = cache.get(k);
       if (!s?.dirty) continue;
       s.dirty = false;
-      ops.push(['state', `${k}:s`, encodeState(s), keep]);
+      const p: Pending = { k, s, buf: null };
+      pendingOf.set(s, p);
+      pending.push(p);
     }
     dirty = [];
     if (mode !== 'behind') {
@@ -450,7 +519,7 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
       for (const k of lblDeletes) ops.push(['del', k]);
       lblDeletes.clear();
     }
-    return ops;
+    return [ops, pending];
   }
   /** Moves an account's held dedupe rows and label lookups into a write op (whole: no copy). */
   function heldOps(k: string, s: EntityState, ops: Op[]): void {
@@ -468,17 +537,22 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
    */
   function flush(): Promise<void> {
     const failuresBefore = failures;
-    const ops = takeOps();
+    const [ops, pending] = takeOps();
     const earlierOk = () => {
       if (failures !== failuresBefore)
         fail('FEATURE_STORE', 'an earlier feature write failed; its changes go with the next flush');
     };
-    if (!ops.length) return lastFlush.then(earlierOk);
+    if (!ops.length && !pending.length) return lastFlush.then(earlierOk);
     const before = lastFlush;
-    const p = write(ops).then(
+    const p = write(ops, pending).then(
       () => before.then(earlierOk),
       (e: unknown) => {
         // Not in Redis: keep it all to write with the next flush (states are the cached ones).
+        for (const { k, s } of pending) {
+          pendingOf.delete(s);
+          const cached = cache.get(k);
+          if (cached) markDirty(k, cached);
+        }
         for (const o of ops) {
           if (o[0] === 'del') lblDeletes.add(o[1]);
           else if (o[0] === 'state') {
@@ -664,6 +738,7 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
             input.amount = e.amount_minor;
             input.dims = role === 'a' ? dims : undefined;
             input.loc = loc;
+            if (pendingOf.size !== 0) settle(s);
             if (applyEvent(s, role, input, lim, raw)) markDirty(key, s);
             raws[k] = raw;
           }
@@ -764,6 +839,7 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
           for (const [li, key] of targets) {
             if (li !== i) continue;
             const s = touch(key);
+            if (pendingOf.size !== 0) settle(s);
             applyFraudLabel(s, fraud[i]!.labelled_at, lateness);
             markDirty(key, s);
           }

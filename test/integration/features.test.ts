@@ -520,6 +520,76 @@ describe('feature engine on a real Redis', () => {
     expect(got).toEqual(want);
   });
 
+  it("writes a checkpoint's states as they were when it was called, though a batch changes them as it encodes", async () => {
+    const prefix = `${ns}:snap:`;
+    // Enough new entities that the flush encodes their states over many turns of the event loop; the
+    // batch computed meanwhile changes the last account, instrument and merchant, whose states are
+    // still waiting to be encoded.
+    const n = 20_000;
+    const big = Array.from({ length: n }, (_, i) =>
+      pay(`sb${i}`, T0 + i, 100 + i, {
+        account_id: `sa${i}`,
+        instrument_id: `si${i}`,
+        merchant_id: `sm${i}`,
+      }),
+    );
+    const last = { account_id: `sa${n - 1}`, instrument_id: `si${n - 1}`, merchant_id: `sm${n - 1}` };
+    const during = [pay('sd', T0 + n + MIN, 777, last)];
+    const fe = createFeatureEngine({ redis: r, prefix, writeMode: 'checkpoint' });
+    let flushed = false;
+    try {
+      await fe.computeBatch(big);
+      const first = fe.flush().then(() => (flushed = true));
+      await fe.computeBatch(during);
+      expect(flushed).toBe(false); // the batch was computed while the flush was under way
+      await first;
+    } finally {
+      await fe.close({ flush: false }); // the batch's changes stay unwritten
+    }
+    // Redis holds the states as the flush found them: a new engine sees what a clean pass over `big` sees.
+    const probe = [pay('sprobe', T0 + n + 3 * MIN, 5, last)];
+    const [got, want] = await probeAgainstCleanPass(prefix, `${ns}:snapclean:`, [big], probe);
+    expect(got![col('account_count_30d')]).toBe(1);
+    expect(got![col('merchant_count_30d')]).toBe(1);
+    expect(got).toEqual(want);
+  });
+
+  it("writes a write-behind flush's states as they were when it was called, though a label changes one as it encodes", async () => {
+    // Write-behind holds label lookups past a flush, so a label can reach a state the flush has taken
+    // without a batch touching it first.
+    const prefix = `${ns}:snapb:`;
+    const n = 20_000;
+    const big = Array.from({ length: n }, (_, i) =>
+      pay(`sbb${i}`, T0 + i, 100 + i, { account_id: `sba${i}`, merchant_id: `sbm${i}` }),
+    );
+    const last = { account_id: `sba${n - 1}`, merchant_id: `sbm${n - 1}` };
+    const label: Label = {
+      event_id: `sbb${n - 1}`,
+      account_id: last.account_id,
+      label: 'FRAUD',
+      source: 'CHARGEBACK',
+      labelled_at: T0 + n + MIN,
+      analyst: null,
+      note: null,
+    };
+    const fe = createFeatureEngine({ redis: r, prefix, writeMode: 'behind', fresh: true });
+    let flushed = false;
+    try {
+      await fe.computeBatch(big);
+      const first = fe.flush().then(() => (flushed = true));
+      expect(await fe.applyLabels([label])).toEqual({ applied: 1 });
+      expect(flushed).toBe(false); // applied while the flush was under way
+      await first;
+    } finally {
+      await fe.close({ flush: false }); // the label's change stays unwritten
+    }
+    const probe = [pay('sbprobe', T0 + n + 2 * MIN, 5, last)];
+    const [got, want] = await probeAgainstCleanPass(prefix, `${ns}:snapbclean:`, [big], probe);
+    expect(got![col('merchant_count_30d')]).toBe(1);
+    expect(got![col('merchant_fraud_count_1d')]).toBe(0);
+    expect(got).toEqual(want);
+  });
+
   it('fails a flush that waited on a write which then failed, and writes those changes with the next', async () => {
     // The engine's own connection, cut while a write is in flight (no reconnect, so nothing is
     // resent): that write fails.
