@@ -520,6 +520,23 @@ describe('feature engine on a real Redis', () => {
     expect(got).toEqual(want);
   });
 
+  /**
+   * Computes `big`, flushes it, and runs `meanwhile` while that flush is under way; closes the engine
+   * without writing what `meanwhile` changed.
+   */
+  async function duringFlush(fe: FeatureEngine, big: ScoringEvent[], meanwhile: () => Promise<void>) {
+    let flushed = false;
+    try {
+      await fe.computeBatch(big);
+      const first = fe.flush().then(() => (flushed = true));
+      await meanwhile();
+      expect(flushed).toBe(false); // it ran while the flush was under way
+      await first;
+    } finally {
+      await fe.close({ flush: false });
+    }
+  }
+
   it("writes a checkpoint's states as they were when it was called, though a batch changes them as it encodes", async () => {
     const prefix = `${ns}:snap:`;
     // Enough new entities that the flush encodes their states over many turns of the event loop; the
@@ -536,16 +553,7 @@ describe('feature engine on a real Redis', () => {
     const last = { account_id: `sa${n - 1}`, instrument_id: `si${n - 1}`, merchant_id: `sm${n - 1}` };
     const during = [pay('sd', T0 + n + MIN, 777, last)];
     const fe = createFeatureEngine({ redis: r, prefix, writeMode: 'checkpoint' });
-    let flushed = false;
-    try {
-      await fe.computeBatch(big);
-      const first = fe.flush().then(() => (flushed = true));
-      await fe.computeBatch(during);
-      expect(flushed).toBe(false); // the batch was computed while the flush was under way
-      await first;
-    } finally {
-      await fe.close({ flush: false }); // the batch's changes stay unwritten
-    }
+    await duringFlush(fe, big, async () => void (await fe.computeBatch(during)));
     // Redis holds the states as the flush found them: a new engine sees what a clean pass over `big` sees.
     const probe = [pay('sprobe', T0 + n + 3 * MIN, 5, last)];
     const [got, want] = await probeAgainstCleanPass(prefix, `${ns}:snapclean:`, [big], probe);
@@ -573,16 +581,7 @@ describe('feature engine on a real Redis', () => {
       note: null,
     };
     const fe = createFeatureEngine({ redis: r, prefix, writeMode: 'behind', fresh: true });
-    let flushed = false;
-    try {
-      await fe.computeBatch(big);
-      const first = fe.flush().then(() => (flushed = true));
-      expect(await fe.applyLabels([label])).toEqual({ applied: 1 });
-      expect(flushed).toBe(false); // applied while the flush was under way
-      await first;
-    } finally {
-      await fe.close({ flush: false }); // the label's change stays unwritten
-    }
+    await duringFlush(fe, big, async () => expect(await fe.applyLabels([label])).toEqual({ applied: 1 }));
     const probe = [pay('sbprobe', T0 + n + 2 * MIN, 5, last)];
     const [got, want] = await probeAgainstCleanPass(prefix, `${ns}:snapbclean:`, [big], probe);
     expect(got![col('merchant_count_30d')]).toBe(1);
