@@ -5,8 +5,8 @@
  * every batch written before it resolves), checkpoint (the Kafka scorer: changes written once a second,
  * its offset-commit interval) and write-behind (replay); and Redis memory per active account after 30
  * simulated days. The scorer's mode runs again over a 40-day history (216,176 events), long enough
- * for checkpoints to overlap the batches, with its longest batch against the median. Appends rows to
- * bench/results.json.
+ * for checkpoints to overlap the batches. Each checkpoint run also reports its longest batch and the
+ * event loop's longest stall, against the median batch. Appends rows to bench/results.json.
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Redis } from 'ioredis';

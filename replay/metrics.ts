@@ -1,7 +1,8 @@
 /**
  * Ranking metrics of scores against 0/1 labels (ties handled by averaging). Each sorts the positives'
  * and the negatives' scores apart, with the typed arrays' native numeric sort, and walks the distinct
- * scores once: a comparator sort over an index array took about 0.4 s per million rows and per metric.
+ * scores once: comparator sorts over index arrays, one per metric and slice, took 1.6-1.7 s of a
+ * million-outcome report (0.51-0.55 s now).
  */
 
 /** The positives' and the negatives' scores, each sorted ascending. */
