@@ -169,10 +169,28 @@ const commands: Record<string, Command> = {
       if (!inDir === !from) throw new Error('replay needs either --in DIR or --from TIME --to TIME');
       const outDir = (o['out'] as string | undefined) ?? inDir;
       if (!outDir) throw new Error('replay --from needs --out DIR');
+      // Ctrl-C (or SIGTERM) stops the replay after the batch in hand and cleans up as any failure does;
+      // a second one exits at once, leaving what the first would have removed.
+      const stop = new AbortController();
+      const onSignal = (sig: NodeJS.Signals) => {
+        if (stop.signal.aborted) {
+          process.stderr.write(
+            `\nfraudstream replay: ${sig} again: exiting now; *.partial outputs and the namespace's keys may remain (the next replay with this namespace clears them)\n`,
+          );
+          process.exit(130);
+        }
+        process.stderr.write(
+          `\nfraudstream replay: ${sig}: stopping after the current batch (again to exit at once)\n`,
+        );
+        stop.abort();
+      };
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
       const redis = new Redis(str(o, 'redis-url'), { lazyConnect: true, maxRetriesPerRequest: 2 });
-      await redis.connect();
       const runners: { close(): Promise<void> }[] = [];
+      const progress = createProgress(process.stderr);
       try {
+        await redis.connect();
         const featuresOnly = o['features-only'] as boolean;
         const names = createFeatureEngine({ redis, prefix: 'probe:' });
         // The champion decides with the production policy (--policy file, else a threshold); a
@@ -220,7 +238,6 @@ const commands: Record<string, Command> = {
               to: parseTime('--to', o['to'] as string | undefined),
             }
           : undefined;
-        const progress = createProgress(process.stderr);
         const result = await runReplay({
           ...(inDir ? { inDir } : {}),
           ...(kafka ? { kafka } : {}),
@@ -236,6 +253,7 @@ const commands: Record<string, Command> = {
           ...(challenger ? { challenger } : {}),
           ...(o['emit-features'] ? { emitFeatures: str(o, 'emit-features') } : {}),
           onProgress: progress.update,
+          signal: stop.signal,
         });
         progress.end();
         const m = result.metrics as { champion?: { overall: unknown } } | undefined;
@@ -248,7 +266,14 @@ const commands: Record<string, Command> = {
           }),
         );
         return 0;
+      } catch (e) {
+        if (!isFraudstreamError(e, 'INTERRUPTED')) throw e;
+        progress.end();
+        console.error(`fraudstream replay: ${e.message} [${e.code}]`);
+        return 130;
       } finally {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
         for (const r of runners) await r.close();
         redis.disconnect();
       }

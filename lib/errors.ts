@@ -108,6 +108,7 @@ export const Errors = {
     400,
   ),
   BAD_KAFKA_RANGE: define('FS_ERR_BAD_KAFKA_RANGE', 'Kafka replay range cannot be read', false, 400),
+  INTERRUPTED: define('FS_ERR_INTERRUPTED', 'Interrupted', false, 503),
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorName = keyof typeof Errors;

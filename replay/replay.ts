@@ -63,6 +63,11 @@ export interface ReplayOptions {
   emitFeatures?: string;
   /** Called after each batch with the events done and the total when known. */
   onProgress?: (done: number, total: number | null) => void;
+  /**
+   * Stops the replay between batches (`FS_ERR_INTERRUPTED`): like any failure, it leaves no output and
+   * clears the namespace. Once the outputs are being committed the run completes instead.
+   */
+  signal?: AbortSignal;
 }
 
 export interface ReplayResult {
@@ -163,6 +168,11 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayResult> {
   if (!!opts.inDir === !!opts.kafka)
     fail('BAD_CONFIG', 'replay reads either a folder (--in) or Kafka (--from/--to)');
 
+  const stopIfAborted = () => {
+    if (opts.signal?.aborted)
+      fail('INTERRUPTED', `replay stopped after ${events} events; no output was written`);
+  };
+  let events = 0;
   let input: Input;
   if (opts.inDir) input = await fileInput(opts.inDir, catalog, logger);
   else {
@@ -176,6 +186,7 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayResult> {
     };
     if (r.invalid) logger.warn({ invalid: r.invalid }, 'replay skipped invalid records');
   }
+  stopIfAborted();
   const finalLabel = new Map<string, Label>();
   for (const l of input.labels) finalLabel.set(l.event_id, l); // the last one (by labelled_at) wins
 
@@ -207,7 +218,6 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayResult> {
   let featOut: FeatureFileWriter | undefined;
   const outcomes: OutcomeCollector[] = [];
   let labelsApplied = 0;
-  let events = 0;
   const started = performance.now();
   try {
     decisionsOut = decStage
@@ -318,6 +328,7 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayResult> {
         ? source[Symbol.asyncIterator]()
         : (source as Iterable<ScoringEvent>)[Symbol.iterator]();
     for await (const fb of thread.batches()) {
+      stopIfAborted();
       const batch: ScoringEvent[] = new Array(fb.rows);
       for (let i = 0; i < fb.rows; i++) {
         const r = await it.next();
@@ -333,6 +344,7 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayResult> {
     labelsApplied = thread.labelsApplied;
     await decisionsOut?.close();
     await featOut?.close();
+    stopIfAborted();
   } catch (e) {
     await thread?.stop();
     await Promise.resolve(it?.return?.()).catch(() => undefined);

@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import {
   copyFileSync,
   existsSync,
@@ -32,7 +32,7 @@ import {
   type PaymentEvent,
 } from '../../schemas/index.js';
 import { STREAM_FILES, writeSimulationFiles } from '../../simulator/index.js';
-import { CLUSTER_NODES, redis, uniq } from './stack.js';
+import { CLUSTER_NODES, redis, REDIS_URL, uniq } from './stack.js';
 
 const schemas = createSchemas();
 const logger = createSilentLogger();
@@ -224,6 +224,103 @@ print(json.dumps({
     expect(py.labels).toEqual(expected);
     expect(typeof py.first.event_time).toBe('number');
     expect(['PAYMENT', 'WITHDRAWAL']).toContain(py.first.event_type);
+  });
+
+  /** Keys of a namespace (SCAN). */
+  const keysOf = async (namespace: string) => {
+    let n = 0;
+    let cursor = '0';
+    do {
+      const [next, keys] = await r.scan(cursor, 'MATCH', `${namespace}:*`, 'COUNT', 1000);
+      cursor = next;
+      n += keys.length;
+    } while (cursor !== '0');
+    return n;
+  };
+
+  it('stops between batches when its signal aborts: no output, the namespace cleared', async () => {
+    const out = mkdtempSync(join(tmpdir(), 'fs-replay-stop-'));
+    const opts = {
+      ...base(out),
+      inDir,
+      champion,
+      emitFeatures: join(out, 'f.arrow'),
+      maxCachedEntities: 100,
+    };
+    const stop = new AbortController();
+    let keysBefore = -1;
+    let doneAtAbort = 0;
+    let total = 0;
+    // Halfway, once Redis is seen holding the run's states (a 100-entity cache writes them out), abort.
+    let looking = false;
+    const err = await runReplay({
+      ...opts,
+      signal: stop.signal,
+      onProgress: (done, t) => {
+        total = t ?? 0;
+        if (looking || done < total / 2) return;
+        looking = true;
+        void keysOf(opts.namespace).then((n) => {
+          keysBefore = n;
+          doneAtAbort = done;
+          stop.abort();
+        });
+      },
+    }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(isFraudstreamError(err, 'INTERRUPTED'), String(err)).toBe(true);
+    expect((err as Error).message).toMatch(/replay stopped after \d+ events; no output was written/);
+    expect(doneAtAbort).toBeLessThan(total);
+    expect(keysBefore).toBeGreaterThan(0);
+    expect(await keysOf(opts.namespace)).toBe(0);
+    expect(readdirSync(out)).toEqual([]);
+  });
+
+  it('fraudstream replay exits 130 on SIGINT, after cleaning up as any failure does', async () => {
+    const out = mkdtempSync(join(tmpdir(), 'fs-replay-sigint-'));
+    const namespace = ns();
+    // Small batches and a small cache: slow enough to be interrupted mid-run, writing states as it goes.
+    const child = spawn(
+      process.execPath,
+      [
+        join(projectRoot(), 'bin', 'fraudstream.js'),
+        'replay',
+        '--in',
+        inDir,
+        '--out',
+        out,
+        '--namespace',
+        namespace,
+        '--batch-size',
+        '16',
+        '--max-cached-entities',
+        '50',
+        '--redis-url',
+        REDIS_URL,
+        '--log-level',
+        'info',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let stderr = '';
+    let keysBefore = -1;
+    const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
+    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    // Once the namespace is cleared and then holds the run's states, interrupt.
+    const deadline = Date.now() + 30_000;
+    while (!stderr.includes('replay namespace cleared') || (keysBefore = await keysOf(namespace)) === 0) {
+      if (Date.now() > deadline || child.exitCode !== null) throw new Error(`replay ran out: ${stderr}`);
+      await new Promise((res) => setTimeout(res, 20));
+    }
+    child.kill('SIGINT');
+    expect(await exited).toBe(130);
+    expect(stderr).toMatch(/SIGINT: stopping after the current batch/);
+    expect(stderr).toMatch(/replay stopped after \d+ events; no output was written \[FS_ERR_INTERRUPTED\]/);
+    expect(keysBefore).toBeGreaterThan(0);
+    expect(await keysOf(namespace)).toBe(0);
+    expect(readdirSync(out)).toEqual([]);
   });
 
   describe('bad input fails with a clear error and leaves no output', () => {
