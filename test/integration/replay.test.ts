@@ -250,26 +250,38 @@ print(json.dumps({
     const stop = new AbortController();
     let keysBefore = -1;
     let doneAtAbort = 0;
+    let done = 0;
     let total = 0;
-    // Halfway, once Redis is seen holding the run's states (a 100-entity cache writes them out), abort.
+    // From the first batch on, look at Redis until it holds the run's states (a 100-entity cache writes
+    // them out early), then abort.
     let looking = false;
-    const err = await runReplay({
-      ...opts,
-      signal: stop.signal,
-      onProgress: (done, t) => {
-        total = t ?? 0;
-        if (looking || done < total / 2) return;
-        looking = true;
-        void keysOf(opts.namespace).then((n) => {
+    let settled = false;
+    const lookThenAbort = async () => {
+      while (!stop.signal.aborted && !settled) {
+        const n = await keysOf(opts.namespace);
+        if (n > 0) {
           keysBefore = n;
           doneAtAbort = done;
           stop.abort();
-        });
+        }
+      }
+    };
+    const err = await runReplay({
+      ...opts,
+      signal: stop.signal,
+      onProgress: (d, t) => {
+        done = d;
+        total = t ?? 0;
+        if (!looking) {
+          looking = true;
+          void lookThenAbort();
+        }
       },
     }).then(
       () => undefined,
       (e: unknown) => e,
     );
+    settled = true;
     expect(isFraudstreamError(err, 'INTERRUPTED'), String(err)).toBe(true);
     expect((err as Error).message).toMatch(/replay stopped after \d+ events; no output was written/);
     expect(doneAtAbort).toBeLessThan(total);
