@@ -66,11 +66,14 @@ export interface EntityState {
   lb: Map<string, unknown> | null;
 }
 
-/** A dedupe row held in the process: row offset `o` of a batch matrix, and the event's late flag. */
+/**
+ * A dedupe row held in the process: its record (features/writes.ts, encodeRowInto), the bytes
+ * [o, o + n) of a slab the engine fills row after row; the late flag is in the record.
+ */
 export interface HeldRow {
-  m: Float32Array;
+  b: Buffer;
   o: number;
-  late: number;
+  n: number;
 }
 
 export interface EngineLimits {

@@ -17,6 +17,7 @@ import {
   type EngineLimits,
   type EntityState,
   type EventInput,
+  type HeldRow,
 } from './core.js';
 import { ENTITIES, FEATURE_NAMES, specHash, type EntityDef } from './spec.js';
 import {
@@ -174,8 +175,8 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
   };
   /*
    * Dedupe rows and label lookups live on the account's cached state (EntityState.rows and .lb, by
-   * event id): not yet written (write-through), or held (behind). A row points into the engine's own
-   * copy of its batch matrix (never handed out); a lookup is the event itself.
+   * event id): not yet written (write-through), or held (behind). A row is its record, encoded when
+   * computed into the engine's slabs (holdRow); a lookup is the event itself.
    */
   /** Accounts holding rows or lookups not yet written (write-through). */
   let dirtyAccounts: string[] = [];
@@ -330,9 +331,7 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
           else if (o[0] === 'state') sets.push(redis.set(o[1], o[2], 'PX', o[3]));
           else {
             for (const [id, h] of o[2]) {
-              const b = Buffer.allocUnsafe(rowMax(cols));
-              const row = b.subarray(0, encodeRowInto(h.m, h.o, h.late, cols, b, 0));
-              sets.push(redis.set(rowKey(o[1], id), row, 'PX', fmt.rowTtl));
+              sets.push(redis.set(rowKey(o[1], id), h.b.subarray(h.o, h.o + h.n), 'PX', fmt.rowTtl));
             }
             for (const [id, ev] of o[3])
               sets.push(redis.set(lblKey(o[1], id), lblRecord(ev as Lookup), 'PX', fmt.lblTtl));
@@ -357,7 +356,7 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
         return stored;
       };
       let bytes = 0;
-      for (const o of ops) bytes += opBytes(o, fmt);
+      for (const o of ops) bytes += opBytes(o);
       /** Sends the call once the turn comes (exec writes to the socket at once), and gives the turn on. */
       const inTurn = async (blobs: Buffer[]): Promise<number> => {
         await before;
@@ -387,7 +386,7 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
             let slice = performance.now();
             while (from < held.length) {
               let to = from;
-              for (let b = 0; to < held.length && b < RECORD_SLICE_BYTES; to++) b += opBytes(held[to]!, fmt);
+              for (let b = 0; to < held.length && b < RECORD_SLICE_BYTES; to++) b += opBytes(held[to]!);
               const p = send(encodeOps(held.slice(from, to), fmt, RECORD_CHUNK_BYTES), false, conn);
               p.catch(() => undefined); // awaited below, with the others
               sends.push(p);
@@ -507,6 +506,25 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
     const s = cache.get(key)!;
     s.used = ++tick;
     return s;
+  }
+
+  /*
+   * Dedupe rows are encoded as they are computed, one after another into slabs: a held row costs its
+   * record (about 200 bytes on the simulated histories) instead of keeping its batch's whole matrix
+   * (512 rows of 4-byte features) alive until written, or, in replay, for the dedupe horizon; and the
+   * caller gets the batch's matrix itself, not a copy.
+   */
+  const SLAB_BYTES = 1 << 20;
+  let slab = Buffer.allocUnsafeSlow(0);
+  let slabAt = 0;
+  function holdRow(m: Float32Array, o: number, late: number): HeldRow {
+    if (slabAt + rowMax(cols) > slab.length) {
+      slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
+      slabAt = 0;
+    }
+    const start = slabAt;
+    slabAt = encodeRowInto(m, o, late, cols, slab, start);
+    return { b: slab, o: start, n: slabAt - start };
   }
 
   // --- Flushing. -------------------------------------------------------------------------------
@@ -670,7 +688,7 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
       return exclusive(async () => {
         await ready();
         const n = events.length;
-        // The engine's own copy, which held dedupe rows point into; the caller gets another.
+        // The batch's matrix, handed to the caller: the dedupe rows are held encoded, not as views of it.
         const own = new Float32Array(n * cols);
         const duplicate = new Uint8Array(n);
         const late = new Uint8Array(n);
@@ -719,8 +737,7 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
             duplicate[r] = 1;
             const held = acct.rows!.get(eid);
             if (held) {
-              late[r] = held.late;
-              own.set(held.m.subarray(held.o, held.o + cols), r * cols);
+              late[r] = decodeRow(held.b.subarray(held.o, held.o + held.n), own, r * cols, cols)!;
             } else fetch.push([r, rowKey(acctKey, eid)]);
             continue;
           }
@@ -765,7 +782,7 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
           // Nothing held yet since the last write: the account joins the next write's list.
           if (mode !== 'behind' && rows.size === 0 && acct.lb!.size === 0) dirtyAccounts.push(acctKey);
           markDirty(acctKey, acct);
-          rows.set(eid, { m: own, o: r * cols, late: late[r]! });
+          rows.set(eid, holdRow(own, r * cols, late[r]!));
           if (!isLate && (labelled === undefined || labelled.has(eid))) {
             acct.lb!.set(eid, ev);
             if (mode === 'behind') pruneLookups(acct.lb!);
@@ -790,7 +807,7 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
           flushing?.catch(() => undefined);
           throw e;
         }
-        return [{ matrix: own.slice(), rows: n, cols, duplicate, late }, flushing];
+        return [{ matrix: own, rows: n, cols, duplicate, late }, flushing];
       });
     },
 

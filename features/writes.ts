@@ -9,7 +9,7 @@ import type { HeldRow } from './core.js';
 
 /**
  * One write of a flush: an entity state, an account's held dedupe rows and label lookups (taken from
- * it whole, to hold again if the write fails; encoded straight into the write's blob), or a consumed
+ * it whole, to hold again if the write fails; copied into the write's blob), or a consumed
  * lookup.
  */
 export type Op =
@@ -179,23 +179,20 @@ export interface RecordFormat {
   scratch: Buffer;
 }
 
-/**
- * About the bytes encodeOps writes for `o`, to choose between one call and two steps: a row is taken
- * as half its dense size (a third of the features are non-zero on the simulated histories).
- */
-export function opBytes(o: Op, f: RecordFormat): number {
+/** About the bytes encodeOps writes for `o`, to choose between one call and two steps. */
+export function opBytes(o: Op): number {
   if (o[0] === 'del') return 5 + o[1].length;
   if (o[0] === 'state') return 16 + o[1].length + o[2].length;
   const key = 20 + o[1].length; // key, ":q:"/":lbl:", kind, lengths, TTL
   let n = 0;
-  for (const id of o[2].keys()) n += key + id.length + 2 * f.cols;
+  for (const [id, h] of o[2]) n += key + id.length + h.n;
   for (const [id, ev] of o[3]) n += key + id.length + (typeof ev === 'string' ? ev.length : 80);
   return n;
 }
 
 /**
  * Serialises ops into blobs of about `chunk` bytes (a single record may exceed it; an account's held
- * records may be cut between blobs). Rows are encoded here, straight into the blob.
+ * records may be cut between blobs). Rows are held encoded already: their bytes are copied.
  */
 export function encodeOps(ops: readonly Op[], f: RecordFormat, chunk = WRITE_CHUNK_BYTES): Buffer[] {
   const out: Buffer[] = [];
@@ -248,11 +245,10 @@ export function encodeOps(ops: readonly Op[], f: RecordFormat, chunk = WRITE_CHU
     // Kind and key length (5), ":q:" or ":lbl:" (5 at most), value length (4), TTL length (1).
     const keyMax = 15 + 3 * acct.length;
     for (const [id, h] of op[2]) {
-      room(keyMax + 3 * id.length + rowMax(f.cols) + f.rowTtl.length);
+      room(keyMax + 3 * id.length + 4 + h.n + 1 + f.rowTtl.length);
       head(1, acct, ':q:', id);
-      const end = encodeRowInto(h.m, h.o, h.late, f.cols, b, o + 4);
-      b.writeUInt32LE(end - o - 4, o);
-      o = end;
+      b.writeUInt32LE(h.n, o);
+      o += 4 + h.b.copy(b, o + 4, h.o, h.o + h.n);
       ttl(f.rowTtl);
     }
     for (const [id, ev] of op[3]) {

@@ -448,8 +448,8 @@ describe('feature engine on a real Redis', () => {
     const recs = new Redis(REDIS_URL, { lazyConnect: true });
     await recs.connect();
     afterExec(recs, () => main.disconnect());
-    // 2,000 events on 40 accounts, 20 merchants: more than one call's worth of rows and lookups.
-    const events = Array.from({ length: 2000 }, (_, i) =>
+    // 5,000 events on 40 accounts, 20 merchants: more than one call's worth of rows and lookups.
+    const events = Array.from({ length: 5000 }, (_, i) =>
       pay(`half${i}`, T0 + i * 7000, 100 + (i % 97), {
         account_id: `ha${i % 40}`,
         merchant_id: `hm${i % 20}`,
@@ -481,7 +481,7 @@ describe('feature engine on a real Redis', () => {
     expect(second.duplicate.every((d) => d === 0)).toBe(true);
     expect(second.matrix).toEqual(first);
     // Counted once: the next event sees the same windows as after one clean pass.
-    const next = [pay('half-next', T0 + 2000 * 7000, 555, { account_id: 'ha1', merchant_id: 'hm1' })];
+    const next = [pay('half-next', T0 + 5000 * 7000, 555, { account_id: 'ha1', merchant_id: 'hm1' })];
     const [got, want] = await probeAgainstCleanPass(prefix, `${ns}:halfclean:`, [events], next);
     expect(got).toEqual(want);
   });
@@ -493,7 +493,9 @@ describe('feature engine on a real Redis', () => {
     await recs.connect();
     let letGo!: () => void;
     const gate = new Promise<void>((res) => (letGo = res));
-    afterExec(recs, () => gate);
+    let held = 0;
+    let waited = 0;
+    afterExec(recs, () => (held++, gate));
     // 3,000 events at one merchant: a write too big for one call, with the merchant's state in it;
     // then one more event there, written in one call while the big write is still in flight.
     const big = Array.from({ length: 3000 }, (_, i) =>
@@ -506,13 +508,19 @@ describe('feature engine on a real Redis', () => {
       const first = fe.flush();
       await fe.computeBatch(later);
       const second = fe.flush();
+      // The big write's records answered: it now waits between its two steps.
+      for (const end = Date.now() + 10_000; held === 0 && Date.now() < end;)
+        await new Promise((res) => setTimeout(res, 10));
+      waited = held;
       await new Promise((res) => setTimeout(res, 100)); // time for the second to reach Redis, if sent
       letGo();
       await Promise.all([first, second]);
     } finally {
+      letGo();
       await fe.close();
       recs.disconnect();
     }
+    expect(waited).toBeGreaterThan(0); // it did go in two steps
     // Redis holds the merchant's newest state: a new engine sees what one clean pass sees.
     const probe = [pay('oprobe', T0 + 3001 * 1000, 5, { account_id: 'oa-probe', merchant_id: 'om' })];
     const [got, want] = await probeAgainstCleanPass(prefix, `${ns}:orderclean:`, [big, later], probe);

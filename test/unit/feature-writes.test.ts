@@ -68,6 +68,9 @@ const rowArb = fc.record({
     maxLength: COLS,
   }),
 });
+/** The rows behind each generated held map, to check what the encoder wrote against. */
+const rowsOf = new WeakMap<Map<string, HeldRow>, { m: Float32Array; late: number[] }>();
+
 const opArb: fc.Arbitrary<Op> = fc.oneof(
   fc
     .tuple(idArb, fc.integer({ min: 0, max: 3000 }), fc.integer({ min: 1, max: 2 ** 40 }))
@@ -83,12 +86,18 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
       }),
     )
     .map(([acct, rows, lookups]): Op => {
+      // Held as the engine holds them: each row's record, one after another in a slab.
       const m = new Float32Array(rows.length * COLS);
+      const slab = Buffer.alloc(rows.length * rowMax(COLS) + 3, 0xee);
       const held = new Map<string, HeldRow>();
+      let at = 3; // not at the slab's start
       rows.forEach(([id, r], i) => {
         m.set(r.values, i * COLS);
-        held.set(id, { m, o: i * COLS, late: r.late });
+        const end = encodeRowInto(m, i * COLS, r.late, COLS, slab, at);
+        held.set(id, { b: slab, o: at, n: end - at });
+        at = end;
       });
+      rowsOf.set(held, { m, late: rows.map(([, r]) => r.late) });
       const lb = new Map<string, unknown>();
       for (const [id, rec] of lookups)
         lb.set(id, rec ?? { type: 'PAYMENT', event: samplePayment({ event_id: id }) });
@@ -138,7 +147,15 @@ describe('the write format (features/writes.ts)', () => {
             want.map(({ kind, key, ttl }) => ({ kind, key, ttl })),
           );
           // Values: states and lookups byte for byte; rows decode to the row and its late flag.
-          const rows = ops.flatMap((o) => (o[0] === 'held' ? [...o[2].values()] : []));
+          const rows = ops.flatMap((o) =>
+            o[0] === 'held'
+              ? [...o[2].keys()].map((_, i) => ({
+                  m: rowsOf.get(o[2])!.m,
+                  o: i * COLS,
+                  late: rowsOf.get(o[2])!.late[i]!,
+                }))
+              : [],
+          );
           let r = 0;
           got.forEach((g, i) => {
             if (g.kind === 'del') return;
