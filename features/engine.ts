@@ -289,11 +289,6 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
    */
   let mainTurn: Promise<void> = Promise.resolve();
   /**
-   * Writes holding a turn (sent or waiting to send). When one waits behind another, the one ahead
-   * stops yielding between slices: an inline answer's write must not wait out a checkpoint's slices.
-   */
-  let turnsHeld = 0;
-  /**
    * Writes `ops` and the flush's `pending` states (encoded here, a slice at a time, unless a batch
    * encoded one first). The write's turn is taken at the call, before anything awaits: a later write
    * may hold newer states of the same entities, so writes send in call order.
@@ -305,16 +300,8 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
     counters.writes += keys;
     counters.roundTrips++;
     const before = mainTurn;
-    let give!: () => void;
-    mainTurn = new Promise<void>((res) => (give = res));
-    turnsHeld++;
-    let given = false;
-    const sent = () => {
-      if (given) return;
-      given = true;
-      turnsHeld--;
-      give();
-    };
+    let sent!: () => void;
+    mainTurn = new Promise<void>((res) => (sent = res));
     try {
       if (pending.length) {
         await encodeInSlices(pending);
@@ -391,7 +378,7 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
               p.catch(() => undefined); // awaited below, with the others
               sends.push(p);
               from = to;
-              if (from < held.length && turnsHeld === 1 && performance.now() - slice >= SLICE_MS) {
+              if (from < held.length && performance.now() - slice >= SLICE_MS) {
                 await breathe();
                 slice = performance.now();
               }
@@ -435,7 +422,7 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
     let slice = performance.now();
     for (let i = 0; i < pending.length; i++) {
       if (pending[i]!.buf === null) settle(pending[i]!.s);
-      if ((i & 63) === 63 && turnsHeld === 1 && performance.now() - slice >= SLICE_MS) {
+      if ((i & 63) === 63 && performance.now() - slice >= SLICE_MS) {
         await breathe();
         slice = performance.now();
       }
