@@ -571,13 +571,10 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
           const cached = cache.get(k);
           if (cached) markDirty(k, cached);
         }
+        // A flush's ops are records and deletions only: its states travel as `pending`, above.
         for (const o of ops) {
           if (o[0] === 'del') lblDeletes.add(o[1]);
-          else if (o[0] === 'state') {
-            const k = o[1].slice(0, -2);
-            const s = cache.get(k);
-            if (s) markDirty(k, s);
-          } else {
+          else if (o[0] === 'held') {
             // Held again on the account (still cached: it is dirty, and dirty states are kept).
             const s = cache.get(o[1]);
             if (!s) continue;
