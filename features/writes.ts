@@ -4,7 +4,6 @@
  * the records' own formats (the sparse dedupe row, the label lookup).
  */
 import type { ScoringEvent } from '../schemas/index.js';
-import { entityIds } from './assemble.js';
 import type { HeldRow } from './core.js';
 
 /**
@@ -124,11 +123,18 @@ export function decodeRow(b: Buffer, out: Float32Array, o: number, cols: number)
   return at === b.length ? b[0]! : null;
 }
 
+/**
+ * The ids a label lookup records (merchant, device, destination; '' for none), as entityIds gives
+ * them, read straight from the event: entityIds builds an array of all six per call.
+ */
+const lookupMerchant = (ev: ScoringEvent) => (ev.type === 'PAYMENT' ? ev.event.merchant_id || '' : '');
+const lookupDestination = (ev: ScoringEvent) =>
+  ev.type === 'WITHDRAWAL' ? ev.event.destination_id || '' : '';
+
 /** The label-lookup record of an event: merchant, device, destination, event time. */
 export function lblRecord(ev: Lookup): string {
   if (typeof ev === 'string') return ev;
-  const ids = entityIds(ev);
-  return `${ids[4] ?? ''}\t${ids[2] ?? ''}\t${ids[5] ?? ''}\t${ev.event.event_time}`;
+  return `${lookupMerchant(ev)}\t${ev.event.device_id || ''}\t${lookupDestination(ev)}\t${ev.event.event_time}`;
 }
 
 /**
@@ -185,8 +191,9 @@ export function opBytes(o: Op): number {
   if (o[0] === 'state') return 16 + o[1].length + o[2].length;
   const key = 20 + o[1].length; // key, ":q:"/":lbl:", kind, lengths, TTL
   let n = 0;
-  for (const [id, h] of o[2]) n += key + id.length + h.n;
-  for (const [id, ev] of o[3]) n += key + id.length + (typeof ev === 'string' ? ev.length : 80);
+  // forEach, not for-of with [id, h]: no entry array per record (a checkpoint has one per event).
+  o[2].forEach((h, id) => (n += key + id.length + h.n));
+  o[3].forEach((ev, id) => (n += key + id.length + (typeof ev === 'string' ? ev.length : 80)));
   return n;
 }
 
@@ -244,22 +251,44 @@ export function encodeOps(ops: readonly Op[], f: RecordFormat, chunk = WRITE_CHU
     const acct = op[1];
     // Kind and key length (5), ":q:" or ":lbl:" (5 at most), value length (4), TTL length (1).
     const keyMax = 15 + 3 * acct.length;
-    for (const [id, h] of op[2]) {
+    op[2].forEach((h, id) => {
       room(keyMax + 3 * id.length + 4 + h.n + 1 + f.rowTtl.length);
       head(1, acct, ':q:', id);
       b.writeUInt32LE(h.n, o);
       o += 4 + h.b.copy(b, o + 4, h.o, h.o + h.n);
       ttl(f.rowTtl);
-    }
-    for (const [id, ev] of op[3]) {
-      const rec = lblRecord(ev as Lookup);
-      room(keyMax + 3 * id.length + 3 * rec.length + 4 + f.lblTtl.length);
-      head(1, acct, ':lbl:', id);
-      const vl = b.write(rec, o + 4, 'utf8');
-      b.writeUInt32LE(vl, o);
-      o += 4 + vl;
+    });
+    op[3].forEach((ev, id) => {
+      if (typeof ev === 'string') {
+        room(keyMax + 3 * id.length + 3 * ev.length + 4 + f.lblTtl.length);
+        head(1, acct, ':lbl:', id);
+        const vl = b.write(ev, o + 4, 'utf8');
+        b.writeUInt32LE(vl, o);
+        o += 4 + vl;
+      } else {
+        // lblRecord's fields written in place: no record string to build, then flatten, per event.
+        const e = ev as ScoringEvent;
+        const m = lookupMerchant(e);
+        const d = e.event.device_id || '';
+        const ds = lookupDestination(e);
+        const t = String(e.event.event_time);
+        room(
+          keyMax + 3 * id.length + 3 * (m.length + d.length + ds.length) + 3 + t.length + 4 + f.lblTtl.length,
+        );
+        head(1, acct, ':lbl:', id);
+        let v = o + 4;
+        v += b.write(m, v, 'utf8');
+        b[v++] = 9;
+        v += b.write(d, v, 'utf8');
+        b[v++] = 9;
+        v += b.write(ds, v, 'utf8');
+        b[v++] = 9;
+        v += b.write(t, v, 'latin1');
+        b.writeUInt32LE(v - o - 4, o);
+        o = v;
+      }
       ttl(f.lblTtl);
-    }
+    });
   }
   if (o > 0) cut();
   return out;

@@ -8,10 +8,49 @@ import {
   rowMax,
   lblRecord,
   WRITE_CHUNK_BYTES,
+  type Lookup,
   type Op,
   type RecordFormat,
 } from '../../features/writes.js';
-import { samplePayment } from '../fixtures.js';
+import { entityIds } from '../../features/assemble.js';
+import type { ScoringEvent } from '../../schemas/index.js';
+import { samplePayment, sampleWithdrawal } from '../fixtures.js';
+
+/**
+ * A label lookup's record the slow, obvious way (entityIds: merchant, device, destination), which the
+ * encoder writes field by field and lblRecord builds as a string.
+ */
+function lookupRecord(ev: Lookup): string {
+  if (typeof ev === 'string') return ev;
+  const ids = entityIds(ev);
+  return `${ids[4] ?? ''}\t${ids[2] ?? ''}\t${ids[5] ?? ''}\t${ev.event.event_time}`;
+}
+
+/** Held lookups of every shape: payments and withdrawals, with and without a device, non-ASCII ids. */
+const lookupEventArb = (id: string): fc.Arbitrary<ScoringEvent> =>
+  fc
+    .record({
+      withdrawal: fc.boolean(),
+      device: fc.constantFrom(null, '', 'dev-1', 'appareil-é-☃'),
+      other: fc.constantFrom('', 'm-42', 'bénéficiaire-✓'),
+      t: fc.integer({ min: 946_684_800_000, max: 4_102_444_800_000 }),
+    })
+    .map(({ withdrawal, device, other, t }) =>
+      withdrawal
+        ? {
+            type: 'WITHDRAWAL',
+            event: sampleWithdrawal({
+              event_id: id,
+              device_id: device,
+              destination_id: other,
+              event_time: t,
+            }),
+          }
+        : {
+            type: 'PAYMENT',
+            event: samplePayment({ event_id: id, device_id: device, merchant_id: other, event_time: t }),
+          },
+    );
 
 /** One operation of a blob as WRITE_LUA reads it: kind, key, and for a SET the value and the TTL. */
 interface Parsed {
@@ -80,10 +119,12 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
     .tuple(
       idArb,
       fc.uniqueArray(fc.tuple(idArb, rowArb), { selector: (r) => r[0], maxLength: 6 }),
-      fc.uniqueArray(fc.tuple(idArb, fc.oneof(idArb, fc.constant(null))), {
-        selector: (l) => l[0],
-        maxLength: 6,
-      }),
+      fc.uniqueArray(
+        idArb.chain((id) =>
+          fc.tuple(fc.constant(id), fc.oneof(idArb, lookupEventArb(id)) as fc.Arbitrary<Lookup>),
+        ),
+        { selector: (l) => l[0], maxLength: 6 },
+      ),
     )
     .map(([acct, rows, lookups]): Op => {
       // Held as the engine holds them: each row's record, one after another in a slab.
@@ -99,8 +140,7 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
       });
       rowsOf.set(held, { m, late: rows.map(([, r]) => r.late) });
       const lb = new Map<string, unknown>();
-      for (const [id, rec] of lookups)
-        lb.set(id, rec ?? { type: 'PAYMENT', event: samplePayment({ event_id: id }) });
+      for (const [id, rec] of lookups) lb.set(id, rec);
       return ['held', `{a:${acct}}`, held, lb];
     }),
 );
@@ -117,7 +157,7 @@ function expected(ops: Op[], f: RecordFormat): Parsed[] {
         out.push({
           kind: 'set',
           key: `${o[1]}:lbl:${id}`,
-          value: Buffer.from(lblRecord(ev as Parameters<typeof lblRecord>[0])),
+          value: Buffer.from(lookupRecord(ev as Lookup)),
           ttl: f.lblTtl,
         });
     }
@@ -176,6 +216,15 @@ describe('the write format (features/writes.ts)', () => {
       ),
       { numRuns: 400 },
     );
+  });
+
+  it('builds a label lookup record as entityIds names the event, for every kind of event', () => {
+    fc.assert(
+      fc.property(fc.string({ minLength: 1, maxLength: 8 }).chain(lookupEventArb), (ev) => {
+        expect(lblRecord(ev)).toBe(lookupRecord(ev));
+      }),
+    );
+    expect(lblRecord('m\td\t\t1')).toBe('m\td\t\t1');
   });
 });
 
