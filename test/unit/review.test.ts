@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { isFraudstreamError } from '../../lib/errors.js';
 import { projectRoot } from '../../lib/paths.js';
@@ -51,6 +52,34 @@ describe('case store', () => {
     expect([page.total, page.cases.map((c) => c.id)]).toEqual([3, ['c']]);
     expect(s.list({ account_id: 'a2' }, T).cases.map((c) => c.id)).toEqual(['c']);
     expect(s.get('a', T).activity.map((d) => d.event_id)).toEqual(['d', 'a', 'b']);
+  });
+
+  it("keeps an account's latest decisions, newest event time first, each event once", () => {
+    // The rule, as a list kept the slow way: a decision whose event is not among those kept joins
+    // them; newest event time first (the later arrival first among equal times); the first `keep`.
+    const expected = (ds: Decision[], keep: number) => {
+      const kept: Decision[] = [];
+      for (const d of ds) {
+        if (kept.some((k) => k.event_id === d.event_id)) continue;
+        kept.unshift(d);
+        kept.sort((a, b) => b.event_time - a.event_time);
+        kept.length = Math.min(kept.length, keep);
+      }
+      return kept.map((d) => d.event_id);
+    };
+    const arrival = fc.record({ id: fc.integer({ min: 0, max: 30 }), t: fc.integer({ min: 0, max: 8 }) });
+    fc.assert(
+      fc.property(fc.array(arrival, { maxLength: 60 }), fc.integer({ min: 1, max: 12 }), (xs, keep) => {
+        const s = createCaseStore({ activityPerAccount: keep });
+        const ds = xs.map(({ id, t }) => decision(`e${id}`, 0.5, T + t * 10, { outcome: 'APPROVE' }));
+        ds.forEach((d) => s.addDecision(d));
+        s.addDecision(decision('flag', 0.9, T - 1_000_000));
+        // An approval still updates the activity the case detail shows, though it opens no case.
+        const shown = s.get('flag', T).activity.map((d) => d.event_id);
+        expect(shown).toEqual(expected([...ds, decision('flag', 0.9, T - 1_000_000)], keep));
+      }),
+      { numRuns: 300 },
+    );
   });
 
   it('leases expire; a label resolves a case even when it arrives before the decision', () => {
