@@ -10,11 +10,9 @@
  * from Kafka, copied to it once) and holds its own Redis connection, made from the caller's
  * connection settings: the engine reads and writes Redis only to evict states and read them back.
  */
-import { createRequire } from 'node:module';
-import { pathToFileURL } from 'node:url';
-import { Worker } from 'node:worker_threads';
 import { Cluster, type Redis, type RedisOptions } from 'ioredis';
-import { Errors, fail, FraudstreamError, type ErrorSpec } from '../lib/errors.js';
+import { fail } from '../lib/errors.js';
+import { fromWire, startWorker, type WireError } from '../lib/threads.js';
 import type { FeatureBatch } from '../features/index.js';
 import type { Label, ScoringEvent } from '../schemas/index.js';
 
@@ -87,26 +85,10 @@ export interface FeatureThreadInput {
 export type FromWorker =
   | ({ kind: 'batch' } & FeatureBatch)
   | { kind: 'done'; labelsApplied: number; events: number }
-  | {
-      kind: 'error';
-      code?: string;
-      message: string;
-      stack?: string;
-      detail?: Record<string, unknown>;
-    };
+  | ({ kind: 'error' } & WireError);
 
 /** Messages main -> worker: one credit per batch the main thread has finished with. */
 export type ToWorker = { kind: 'credit' };
-
-/** An error the worker reported, as the error it was (same code and message). */
-function revive(m: Extract<FromWorker, { kind: 'error' }>): Error {
-  const spec = Object.values(Errors).find((s: ErrorSpec) => s.code === m.code);
-  const e = spec ? new FraudstreamError(spec, undefined, m.detail) : new Error(m.message);
-  e.message = m.message;
-  if (m.stack)
-    e.stack = `${m.message}\n    (in replay's feature thread)\n${m.stack.split('\n').slice(1).join('\n')}`;
-  return e;
-}
 
 export interface FeatureThread {
   /** The batches' features in order; ends after the last batch (then `labelsApplied` is known). */
@@ -118,25 +100,8 @@ export interface FeatureThread {
   stop(): Promise<void>;
 }
 
-/**
- * The worker: compiled JavaScript next to this file (dist/: the CLI, benchmarks), or, when this file
- * runs from the TypeScript sources (vitest), the .ts worker loaded through tsx, as the tests load
- * everything else (a worker does not take `--import` hooks from its options).
- */
-function spawn(input: FeatureThreadInput): Worker {
-  if (!import.meta.url.endsWith('.ts'))
-    return new Worker(new URL('./feature-worker.js', import.meta.url), { workerData: input });
-  const ts = new URL('./feature-worker.ts', import.meta.url).href;
-  const api = pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm/api')).href.replace(
-    /\.cjs$/,
-    '.mjs',
-  );
-  const boot = `import(${JSON.stringify(api)}).then(({ tsImport }) => tsImport(${JSON.stringify(ts)}, ${JSON.stringify(import.meta.url)}))`;
-  return new Worker(boot, { eval: true, workerData: input });
-}
-
 export function startFeatureThread(input: FeatureThreadInput): FeatureThread {
-  const worker = spawn(input);
+  const worker = startWorker(import.meta.url, 'feature-worker', input);
   const queue: FromWorker[] = [];
   let wake: (() => void) | null = null;
   let exited = false;
@@ -165,7 +130,7 @@ export function startFeatureThread(input: FeatureThreadInput): FeatureThread {
           wake = null;
           continue;
         }
-        if (m.kind === 'error') throw revive(m);
+        if (m.kind === 'error') throw fromWire(m, "replay's feature thread");
         if (m.kind === 'done') {
           labelsApplied = m.labelsApplied;
           return;

@@ -6,7 +6,8 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { Cluster, Redis } from 'ioredis';
 import { createFeatureEngine, type FeatureEngine } from '../features/index.js';
-import { fail, isFraudstreamError } from '../lib/errors.js';
+import { fail } from '../lib/errors.js';
+import { toWire } from '../lib/threads.js';
 import { createSchemaCatalog } from '../schemas/catalog.js';
 import type { Label, ScoringEvent } from '../schemas/index.js';
 import type { FeatureThreadInput, FromWorker, RedisSpec, ToWorker } from './feature-thread.js';
@@ -113,22 +114,7 @@ try {
   features = undefined;
   post({ kind: 'done', ...done });
 } catch (e) {
-  const err = e as Error;
-  let detail: Record<string, unknown> | undefined;
-  if (isFraudstreamError(err) && err.detail) {
-    try {
-      detail = structuredClone(err.detail);
-    } catch {
-      detail = undefined;
-    }
-  }
-  post({
-    kind: 'error',
-    message: err.message,
-    ...(isFraudstreamError(err) ? { code: err.code } : {}),
-    ...(err.stack ? { stack: err.stack } : {}),
-    ...(detail ? { detail } : {}),
-  });
+  post({ kind: 'error', ...toWire(e) });
   await features?.close({ flush: false }).catch(() => undefined);
 } finally {
   redis?.disconnect();
