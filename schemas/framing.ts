@@ -61,8 +61,11 @@ function planOf(type: avro.Type): Part[] {
   const fields = (type as avro.Type & { fields?: { name: string; type: avro.Type }[] }).fields;
   const floats = fields?.map(floatsPart);
   if (!fields || !floats!.some((p) => p !== null)) return [{ kind: 'avro', type }];
+  // Defaults as the schema has them (JSON), for the runs' records to fill absent fields as the whole
+  // record's type does.
+  const json = (type.schema({ exportAttrs: true }) as { fields: { default?: unknown }[] }).fields;
   const parts: Part[] = [];
-  let run: { name: string; type: avro.Type }[] = [];
+  let run: { name: string; type: avro.Type; default?: unknown }[] = [];
   const endRun = () => {
     if (!run.length) return;
     // Field types are passed as types: named types (enums) are reused, not defined again.
@@ -75,7 +78,12 @@ function planOf(type: avro.Type): Part[] {
   };
   fields.forEach((f, i) => {
     const p = floats![i];
-    if (!p) run.push({ name: f.name, type: f.type });
+    if (!p)
+      run.push({
+        name: f.name,
+        type: f.type,
+        ...('default' in json[i]! ? { default: json[i]!.default } : {}),
+      });
     else {
       endRun();
       parts.push(p);
