@@ -28,7 +28,7 @@ node_modules/.installed: package.json package-lock.json .npmrc
 
 install: node_modules/.installed
 
-dist/.built: node_modules/.installed $(shell find lib schemas features models policy scorer replay simulator cli scripts bench -name '*.ts' 2>/dev/null) tsconfig.json tsconfig.build.json
+dist/.built: node_modules/.installed $(shell find lib schemas features models policy review scorer replay simulator cli scripts bench -name '*.ts' 2>/dev/null) tsconfig.json tsconfig.build.json
 	$(NODE_BIN)/tsc -p tsconfig.build.json
 	@touch $@
 

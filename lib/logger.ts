@@ -1,3 +1,4 @@
+import { logLevel, type LogEntry } from 'kafkajs';
 import { destination, pino, type Logger } from 'pino';
 
 export type { Logger };
@@ -12,4 +13,17 @@ export function createLogger(opts: { level?: string; name?: string } = {}): Logg
 
 export function createSilentLogger(): Logger {
   return pino({ level: 'silent' });
+}
+
+/** Maps kafkajs's own log lines onto our structured logger. */
+export function kafkaLogCreator(logger: Logger) {
+  const log = logger.child({ component: 'kafkajs' });
+  return () =>
+    ({ level, log: entry }: LogEntry) => {
+      const { message, ...rest } = entry;
+      if (level === logLevel.ERROR) log.error(rest, message);
+      else if (level === logLevel.WARN) log.warn(rest, message);
+      else if (level === logLevel.INFO) log.debug(rest, message);
+      else log.trace(rest, message);
+    };
 }

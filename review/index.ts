@@ -12,3 +12,9 @@ export {
 export { createReviewConsumer, type ReviewConsumer, type ReviewConsumerOptions } from './consumer.js';
 export { createReviewApi, type ReviewApi, type ReviewApiOptions } from './service.js';
 export { webRoot } from './web.js';
+export {
+  startReviewThread,
+  type CaseStoreClient,
+  type ReviewThread,
+  type ReviewThreadInput,
+} from './thread.js';

@@ -2,19 +2,20 @@ import type { Producer } from 'kafkajs';
 import type { Clock } from '../lib/clock.js';
 import { fail } from '../lib/errors.js';
 import { RecordNames, type Label, type LabelValue, type Schemas } from '../schemas/index.js';
-import type { CaseDetail, CaseStore, CaseView, ListQuery } from './store.js';
+import type { CaseDetail, CaseView, ListQuery } from './store.js';
+import type { CaseStoreClient } from './thread.js';
 
 /** What the HTTP routes call: the case store plus the Label producer. */
 export interface ReviewApi {
-  list(q: ListQuery): { total: number; cases: CaseView[] };
-  get(id: string): CaseDetail;
-  claim(id: string, analyst: string): CaseView;
+  list(q: ListQuery): Promise<{ total: number; cases: CaseView[] }>;
+  get(id: string): Promise<CaseDetail>;
+  claim(id: string, analyst: string): Promise<CaseView>;
   /** Produces the Label (acks=all) and only then records the resolution: nothing is half-written. */
   resolve(id: string, analyst: string, label: LabelValue, note: string | null): Promise<CaseView>;
 }
 
 export interface ReviewApiOptions {
-  store: CaseStore;
+  store: CaseStoreClient;
   producer: Producer;
   labelsTopic: string;
   schemas: Schemas;
@@ -28,7 +29,7 @@ export function createReviewApi(opts: ReviewApiOptions): ReviewApi {
     get: (id) => store.get(id, clock.now()),
     claim: (id, analyst) => store.claim(id, analyst, clock.now()),
     async resolve(id, analyst, label, note) {
-      const r = store.reserveResolve(id, analyst, clock.now());
+      const r = await store.reserveResolve(id, analyst, clock.now());
       const at = clock.now();
       const value: Label = {
         event_id: id,
@@ -46,7 +47,8 @@ export function createReviewApi(opts: ReviewApiOptions): ReviewApi {
           messages: [{ key: value.account_id, value: schemas.codec.encode(RecordNames.Label, value) }],
         });
       } catch (err) {
-        r.abort();
+        // The reservation goes with the thread if that is what failed.
+        await r.abort().catch(() => undefined);
         return fail(
           'UNAVAILABLE',
           `the label could not be written: ${(err as Error).message}`,

@@ -1,14 +1,14 @@
-import { Kafka, logLevel, type LogEntry } from 'kafkajs';
+import { Kafka, logLevel } from 'kafkajs';
 import type { FastifyInstance } from 'fastify';
 import { Counter, Histogram, type Registry } from 'prom-client';
 import { Redis } from 'ioredis';
 import { systemClock, type Clock } from '../lib/clock.js';
 import { isFraudstreamError } from '../lib/errors.js';
-import type { Logger } from '../lib/logger.js';
+import { kafkaLogCreator, type Logger } from '../lib/logger.js';
 import { createFeatureEngine } from '../features/index.js';
 import { createModelRunner, type ModelRunner } from '../models/index.js';
 import { createPolicy, loadPolicyFile } from '../policy/index.js';
-import { createCaseStore, createReviewApi, createReviewConsumer, webRoot } from '../review/index.js';
+import { createReviewApi, startReviewThread, webRoot } from '../review/index.js';
 import { createApiMetrics } from './api-metrics.js';
 import { createInlineScorer } from './inline.js';
 import { createSchemas } from '../schemas/index.js';
@@ -54,6 +54,8 @@ export interface ScoringServiceConfig {
   extraRoutes?: (app: FastifyInstance) => void;
 }
 
+export { kafkaLogCreator };
+
 export interface ScoringService {
   /** http://host:port of the HTTP server. */
   url: string;
@@ -67,19 +69,6 @@ export interface ScoringService {
   reloadModel(manifestPath?: string): Promise<{ model_version: string }>;
   /** Drain: finish the batch in hand, commit, leave the group, close everything. */
   stop(): Promise<void>;
-}
-
-/** Maps kafkajs's own log lines onto our structured logger. */
-export function kafkaLogCreator(logger: Logger) {
-  const log = logger.child({ component: 'kafkajs' });
-  return () =>
-    ({ level, log: entry }: LogEntry) => {
-      const { message, ...rest } = entry;
-      if (level === logLevel.ERROR) log.error(rest, message);
-      else if (level === logLevel.WARN) log.warn(rest, message);
-      else if (level === logLevel.INFO) log.debug(rest, message);
-      else log.trace(rest, message);
-    };
 }
 
 /** Shadow metrics: the challenger's scores, and where its own threshold would have decided otherwise. */
@@ -113,6 +102,23 @@ export async function startScoringService(
   logger: Logger,
   clock: Clock = systemClock,
 ): Promise<ScoringService> {
+  // What the start has opened, closed in reverse when a later step fails: a service whose start
+  // failed must let its process exit, not keep a port, connections and a consumer group open.
+  const opened: (() => Promise<unknown>)[] = [];
+  try {
+    return await openScoringService(cfg, logger, clock, opened);
+  } catch (e) {
+    for (const close of opened.reverse()) await close().catch(() => undefined);
+    throw e;
+  }
+}
+
+async function openScoringService(
+  cfg: ScoringServiceConfig,
+  logger: Logger,
+  clock: Clock,
+  opened: (() => Promise<unknown>)[],
+): Promise<ScoringService> {
   // A policy file replaces --policy-version and --threshold (its own version and thresholds win). It
   // is read before anything connects, so a bad file stops start-up at once and leaves nothing open.
   const policyOptions = cfg.policyFile ? loadPolicyFile(cfg.policyFile) : undefined;
@@ -124,6 +130,7 @@ export async function startScoringService(
   });
   redis.on('error', (err) => logger.warn({ err: err.message }, 'redis error'));
   await redis.connect();
+  opened.push(() => redis.quit());
   // Kafka batches write their feature changes at checkpoints, just before their offsets are committed;
   // an inline answer writes its own (and whatever is pending) before it is given (docs/features.md).
   const features = createFeatureEngine({
@@ -133,11 +140,13 @@ export async function startScoringService(
     ...(cfg.allowedLatenessMs !== undefined ? { allowedLatenessMs: cfg.allowedLatenessMs } : {}),
     ...(cfg.maxCachedEntities !== undefined ? { maxCachedEntities: cfg.maxCachedEntities } : {}),
   });
+  opened.push(() => features.close());
   const model = await createModelRunner({
     manifestPath: cfg.modelManifest,
     featureNames: features.names,
     featureSpec: features.specHash,
   });
+  opened.push(() => model.close());
   const challenger = cfg.challengerManifest
     ? await createModelRunner({
         manifestPath: cfg.challengerManifest,
@@ -145,6 +154,7 @@ export async function startScoringService(
         featureSpec: features.specHash,
       })
     : undefined;
+  if (challenger) opened.push(() => challenger.close());
   const policy = createPolicy(
     policyOptions ?? {
       version: cfg.policyVersion,
@@ -226,6 +236,7 @@ export async function startScoringService(
   // One producer for inline decisions and analyst labels (the Kafka scorer has its own).
   const producer = kafka.producer({ ...SCORER_PRODUCER_CONFIG });
   await producer.connect();
+  opened.push(() => producer.disconnect());
   const inline = createInlineScorer({
     engine,
     schemas,
@@ -238,17 +249,23 @@ export async function startScoringService(
       if (dup) metrics.duplicates.inc({ type: d.event_type });
     },
   });
-  const store = cfg.review === false ? undefined : createCaseStore({ leaseMs: cfg.leaseMs ?? 300_000 });
-  const reviewConsumer = store
-    ? createReviewConsumer({
-        kafka,
-        groupPrefix: `${cfg.groupId}-review`,
-        topics: cfg.topics,
-        schemas,
-        store,
-        logger,
-      })
-    : undefined;
+  // The review queue reads every decision and input event back: on its own thread (review/thread.ts).
+  const reviewThread =
+    cfg.review === false
+      ? undefined
+      : startReviewThread(
+          {
+            clientId: `${cfg.clientId ?? 'fraudstream-scorer'}-review`,
+            brokers: cfg.brokers,
+            groupPrefix: `${cfg.groupId}-review`,
+            topics: cfg.topics,
+            leaseMs: cfg.leaseMs ?? 300_000,
+            log: { level: logger.level, name: String(logger.bindings().name ?? 'fraudstream') },
+          },
+          logger,
+        );
+  if (reviewThread) opened.push(() => reviewThread.stop());
+  const store = reviewThread?.store;
   const http = createHttpServer({
     logger,
     metrics: metrics.registry,
@@ -268,6 +285,7 @@ export async function startScoringService(
     ...(cfg.extraRoutes ? { extraRoutes: cfg.extraRoutes } : {}),
   });
   const url = await http.listen({ host: cfg.http.host, port: cfg.http.port });
+  opened.push(() => http.close());
   logger.info(
     {
       url,
@@ -279,8 +297,9 @@ export async function startScoringService(
     },
     'scoring service listening',
   );
+  opened.push(() => scorer.stop());
   await scorer.start();
-  await reviewConsumer?.start();
+  await reviewThread?.start();
   let stopping: Promise<void> | undefined;
   return {
     url,
@@ -292,7 +311,7 @@ export async function startScoringService(
         await scorer.stop();
         await http.close();
         await reloads;
-        await reviewConsumer?.stop();
+        await reviewThread?.stop();
         await producer.disconnect();
         await model.close();
         await challenger?.close();

@@ -2,7 +2,7 @@ import type { Admin, Producer } from 'kafkajs';
 import type { Redis } from 'ioredis';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { createSilentLogger } from '../../lib/logger.js';
 import { projectRoot } from '../../lib/paths.js';
 import { clearNamespace } from '../../replay/index.js';
@@ -276,6 +276,10 @@ describe('the spine: Avro events on Kafka -> decisions, on the real stack', () =
     let stderr = '';
     child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
     const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
+    // A failed expectation must not leave the scorer running after the suite.
+    onTestFinished(() => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    });
     const deadline = Date.now() + 60_000;
     while (!/joined consumer group/.test(stderr) && Date.now() < deadline && child.exitCode === null) {
       await new Promise((r) => setTimeout(r, 100));
@@ -300,5 +304,36 @@ describe('the spine: Avro events on Kafka -> decisions, on the real stack', () =
     expect(await exited).toBe(0);
     expect(stderr).toMatch(/stopped cleanly/);
     await clearNamespace(r, `${run}-cli`);
+  });
+
+  it('fraudstream score whose start fails half-way (an input topic missing) exits 1, closing what it opened', async () => {
+    // The HTTP server, the Redis connection, the producer and the review thread are all up by the time
+    // the consumer subscribes: each must be closed, or the process lingers with a port open.
+    const missing = `${run}-missing`;
+    const child = spawn(
+      process.execPath,
+      [
+        join(projectRoot(), 'bin', 'fraudstream.js'),
+        'score',
+        ...['--brokers', BROKERS.join(','), '--redis-url', REDIS_URL],
+        ...['--topic-payments', `${missing}-payments`, '--topic-withdrawals', topics.withdrawals],
+        ...['--topic-labels', topics.labels, '--topic-decisions', topics.decisions],
+        ...['--topic-dead-letter', topics.deadLetter, '--group-id', `${run}-failed-start`],
+        ...['--feature-prefix', `${run}-failed:`, '--http-port', '0'],
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let stderr = '';
+    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    onTestFinished(() => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    });
+    const code = await new Promise<number | null>((res) => {
+      child.on('exit', (c) => res(c));
+      setTimeout(() => res(null), 30_000);
+    });
+    expect(stderr).toMatch(/scoring service listening/);
+    expect(stderr).toMatch(/fraudstream score: .*topic/);
+    expect(code).toBe(1);
   });
 });
