@@ -79,6 +79,7 @@ const commands: Record<string, Command> = {
           },
           fromBeginning: o['from-beginning'] as boolean,
           maxBatch: num(o, 'max-batch'),
+          partitionsConcurrently: num(o, 'partitions-concurrently'),
           checkpointMs: num(o, 'checkpoint-ms'),
           redisUrl: str(o, 'redis-url'),
           featurePrefix: str(o, 'feature-prefix'),

@@ -147,6 +147,14 @@ export const scoreOptions: OptionDef[] = [
     help: 'most records decided and produced together',
   },
   {
+    flag: 'partitions-concurrently',
+    env: 'FRAUDSTREAM_PARTITIONS_CONCURRENTLY',
+    type: 'int',
+    default: 3,
+    min: 1,
+    help: "input partitions decided at the same time (each partition's records stay in order)",
+  },
+  {
     flag: 'checkpoint-ms',
     env: 'FRAUDSTREAM_CHECKPOINT_MS',
     type: 'int',

@@ -41,6 +41,11 @@ export interface KafkaScorerOptions {
   clock: Clock;
   /** Largest number of records decided (and produced) together. Default 512. */
   maxBatch?: number;
+  /**
+   * Partitions whose batches are decided at the same time (kafkajs partitionsConsumedConcurrently).
+   * One partition's records are still decided and committed in order. Default 3.
+   */
+  partitionsConcurrently?: number;
   /** Start a new consumer group at the earliest offsets (true) or the latest (false). Default true. */
   fromBeginning?: boolean;
   /**
@@ -90,6 +95,7 @@ export function createKafkaScorer(opts: KafkaScorerOptions): KafkaScorer {
   const { kafka, topics, schemas, engine, metrics, clock } = opts;
   const log = opts.logger.child({ component: 'scorer' });
   const maxBatch = opts.maxBatch ?? 512;
+  const concurrently = opts.partitionsConcurrently ?? 3;
   const topicType = new Map<string, EventType>([
     [topics.payments, 'PAYMENT'],
     [topics.withdrawals, 'WITHDRAWAL'],
@@ -103,8 +109,8 @@ export function createKafkaScorer(opts: KafkaScorerOptions): KafkaScorer {
   let joined = false;
   let crashed = false;
   let stopping = false;
-  /** The eachBatch call in progress, for stop() to wait on. */
-  let inflight: Promise<void> = Promise.resolve();
+  /** The eachBatch calls in progress (one per partition at most), for stop() to wait on. */
+  const inflight = new Set<Promise<void>>();
 
   // --- Checkpoints: the only place offsets are committed. ------------------------------------------
   // Every processed chunk gets a sequence number and leaves its partition's next offset pending. A
@@ -248,7 +254,8 @@ export function createKafkaScorer(opts: KafkaScorerOptions): KafkaScorer {
   const eachBatch = async ({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload) => {
     const { topic, partition, messages } = batch;
     let done!: () => void;
-    inflight = new Promise<void>((r) => (done = r));
+    const call = new Promise<void>((r) => (done = r));
+    inflight.add(call);
     try {
       for (let start = 0; start < messages.length; start += maxBatch) {
         if (stopping || !isRunning() || isStale()) return;
@@ -278,6 +285,7 @@ export function createKafkaScorer(opts: KafkaScorerOptions): KafkaScorer {
         await heartbeat();
       }
     } finally {
+      inflight.delete(call);
       done();
     }
   };
@@ -305,7 +313,15 @@ export function createKafkaScorer(opts: KafkaScorerOptions): KafkaScorer {
         topics: [topics.payments, topics.withdrawals, topics.labels],
         fromBeginning: opts.fromBeginning ?? true,
       });
-      await consumer.run({ eachBatchAutoResolve: false, autoCommit: false, eachBatch });
+      // Several partitions at once: while one batch waits for its decisions' acknowledgement (or the
+      // feature engine's turn), another decodes and decides. A checkpoint commits a partition's offset
+      // only past batches that finished before it flushed, so at-least-once holds as with one.
+      await consumer.run({
+        eachBatchAutoResolve: false,
+        autoCommit: false,
+        partitionsConsumedConcurrently: concurrently,
+        eachBatch,
+      });
       // Quiet partitions: what they decided last is committed within about a checkpoint interval.
       timer = setInterval(
         () => {
@@ -320,7 +336,7 @@ export function createKafkaScorer(opts: KafkaScorerOptions): KafkaScorer {
       if (timer) clearInterval(timer);
       timer = null;
       // Finish the chunk in hand, then make everything decided durable and commit it before leaving.
-      await inflight;
+      await Promise.all(inflight);
       await checkpoint();
       joined = false;
       await consumer?.disconnect();

@@ -24,6 +24,8 @@ export interface ScoringServiceConfig {
   topics: Topics;
   fromBeginning: boolean;
   maxBatch: number;
+  /** Input partitions decided at the same time. Default 3 (the Kafka scorer's). */
+  partitionsConcurrently?: number;
   redisUrl: string;
   featurePrefix: string;
   /** Default 24 h. */
@@ -210,6 +212,9 @@ async function openScoringService(
     logger,
     clock,
     maxBatch: cfg.maxBatch,
+    ...(cfg.partitionsConcurrently !== undefined
+      ? { partitionsConcurrently: cfg.partitionsConcurrently }
+      : {}),
     fromBeginning: cfg.fromBeginning,
     flushFeatures: () => features.flush(),
     ...(cfg.checkpointMs !== undefined ? { checkpointMs: cfg.checkpointMs } : {}),
