@@ -1,4 +1,4 @@
-import type { PaymentEvent, WithdrawalEvent } from '../schemas/index.js';
+import type { Decision, PaymentEvent, WithdrawalEvent } from '../schemas/index.js';
 
 export const T0 = Date.UTC(2026, 0, 15, 12);
 
@@ -36,6 +36,29 @@ export function sampleWithdrawal(over: Partial<WithdrawalEvent> = {}): Withdrawa
     country: 'DE',
     lat: null,
     lon: null,
+    ...over,
+  };
+}
+
+export function sampleDecision(over: Partial<Decision> = {}): Decision {
+  return {
+    event_id: 'e1',
+    event_type: 'PAYMENT',
+    account_id: 'a1',
+    event_time: 1_764_000_000_000,
+    amount_minor: 100,
+    currency: 'EUR',
+    outcome: 'FLAG',
+    score: 0.5,
+    model_version: 'm',
+    policy_version: 'p',
+    reasons: ['SCORE_ABOVE_THRESHOLD'],
+    decided_at: 1_764_000_000_010,
+    latency_us: 1,
+    feature_spec: 's',
+    features: [0.25, 0, 3],
+    challenger_score: null,
+    challenger_version: null,
     ...over,
   };
 }

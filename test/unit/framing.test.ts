@@ -9,7 +9,7 @@ import {
   type PaymentEvent,
 } from '../../schemas/index.js';
 import { isFraudstreamError } from '../../lib/errors.js';
-import { samplePayment, sampleWithdrawal } from '../fixtures.js';
+import { sampleDecision, samplePayment, sampleWithdrawal } from '../fixtures.js';
 
 const codeOf = (fn: () => unknown): string => {
   try {
@@ -57,25 +57,7 @@ describe('Confluent framing', () => {
   });
 
   it('skips fields a consumer does not read, and decodes the rest unchanged', () => {
-    const d = {
-      event_id: 'e1',
-      event_type: 'PAYMENT',
-      account_id: 'a1',
-      event_time: 1_764_000_000_000,
-      amount_minor: 100,
-      currency: 'EUR',
-      outcome: 'FLAG',
-      score: 0.5,
-      model_version: 'm',
-      policy_version: 'p',
-      reasons: ['SCORE_ABOVE_THRESHOLD'],
-      decided_at: 1_764_000_000_010,
-      latency_us: 1,
-      feature_spec: 's',
-      features: [0.25, 0, 3],
-      challenger_score: null,
-      challenger_version: null,
-    };
+    const d = sampleDecision();
     const buf = codec.encode(RecordNames.Decision, d);
     const full = { ...codec.decode<object>(buf, [RecordNames.Decision]).value };
     expect(full).toEqual(d);
@@ -141,24 +123,7 @@ describe('Confluent framing', () => {
   });
 
   it('refuses a feature vector that is not an array of numbers, naming the field', () => {
-    const d = {
-      event_id: 'e1',
-      event_type: 'PAYMENT',
-      account_id: 'a1',
-      event_time: 1,
-      amount_minor: 1,
-      currency: 'EUR',
-      outcome: 'FLAG',
-      score: 0.5,
-      model_version: 'm',
-      policy_version: 'p',
-      reasons: [],
-      decided_at: 1,
-      latency_us: 1,
-      feature_spec: 's',
-      challenger_score: null,
-      challenger_version: null,
-    };
+    const d = sampleDecision({ reasons: [] });
     for (const features of [[0.5, 'x'], 'x', undefined])
       expect(codeOf(() => codec.encode(RecordNames.Decision, { ...d, features }))).toBe(
         'FS_ERR_ENCODE_FAILED',
