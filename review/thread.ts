@@ -34,7 +34,6 @@ export interface ReviewCalls {
   reserve: [[id: string, analyst: string, now: number], Decision];
   commit: [[id: string, r: CaseResolution], CaseView];
   abort: [[id: string], void];
-  size: [[], number];
 }
 export type ReviewCall = {
   [M in keyof ReviewCalls]: { id: number; method: M; args: ReviewCalls[M][0] };
@@ -52,7 +51,6 @@ export interface CaseStoreClient {
     analyst: string,
     now: number,
   ): Promise<{ decision: Decision; commit(r: CaseResolution): Promise<CaseView>; abort(): Promise<void> }>;
-  size(): Promise<number>;
 }
 
 export interface ReviewThread {
@@ -109,7 +107,6 @@ export function startReviewThread(input: ReviewThreadInput, logger: Logger): Rev
         const decision = await call('reserve', id, analyst, now);
         return { decision, commit: (r) => call('commit', id, r), abort: () => call('abort', id) };
       },
-      size: () => call('size'),
     },
     start: () => call('start'),
     stop() {

@@ -63,8 +63,6 @@ async function answer(m: ReviewCall): Promise<unknown> {
       reserved.delete(m.args[0]);
       return r?.abort();
     }
-    case 'size':
-      return store.size();
   }
 }
 

@@ -120,7 +120,8 @@ function encodeBody(parts: readonly Part[], value: Record<string, unknown>, at: 
     if (p.kind === 'avro') {
       let end = p.type.encode(value, scratch, at);
       if (end < 0) {
-        grow(scratch.length - end + at);
+        // avsc answers minus the bytes it lacked.
+        grow(scratch.length - end);
         end = p.type.encode(value, scratch, at);
       }
       at = end;

@@ -117,6 +117,11 @@ describe('Confluent framing', () => {
       }),
       { numRuns: 300 },
     );
+    // Fields avsc writes that overflow the scratch (it grows, and the run is written again).
+    for (const over of [{ model_version: 'm'.repeat(300_000) }, { reasons: Array(20_000).fill('R1') }]) {
+      const big = sampleDecision(over);
+      expect(codec.encode(RecordNames.Decision, big).equals(framed(RecordNames.Decision, big))).toBe(true);
+    }
     // A record with no float array goes through avsc whole, with the same framing.
     const p = samplePayment();
     expect(codec.encode(RecordNames.PaymentEvent, p).equals(framed(RecordNames.PaymentEvent, p))).toBe(true);
