@@ -5,7 +5,11 @@ export interface ApiMetrics {
   unauthorized: Counter<'route'>;
   degraded: Counter<'by'>;
   inline: Histogram<'outcome'>;
+  inlinePhase: Histogram<'phase'>;
 }
+
+/** Inline answers' buckets (seconds): fine around the 5 ms target, coarse in the tail. */
+const INLINE_BUCKETS = [0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25, 1];
 
 export function createApiMetrics(registry: Registry): ApiMetrics {
   const registers = [registry];
@@ -26,7 +30,16 @@ export function createApiMetrics(registry: Registry): ApiMetrics {
       name: 'fraudstream_inline_seconds',
       help: 'POST /v1/score: from the body being parsed to the decision being published',
       labelNames: ['outcome'],
-      buckets: [0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25, 1],
+      buckets: INLINE_BUCKETS,
+      registers,
+    }),
+    inlinePhase: new Histogram({
+      name: 'fraudstream_inline_phase_seconds',
+      help:
+        'POST /v1/score, by phase: decide (waiting for a batch turn, features in Redis, model, policy) ' +
+        'and publish (the decision acknowledged by Kafka)',
+      labelNames: ['phase'],
+      buckets: INLINE_BUCKETS,
       registers,
     }),
   };

@@ -30,8 +30,11 @@ export interface InlineScorerOptions {
   producer: Producer;
   decisionsTopic: string;
   clock: Clock;
-  /** Called per inline decision (metrics). */
-  onDecision?: (d: Decision, duplicate: boolean) => void;
+  /**
+   * Called per inline decision (metrics), with how long its two phases took (ms): deciding it (its turn
+   * in a batch, features, model, policy) and publishing it (until Kafka acknowledged it).
+   */
+  onDecision?: (d: Decision, duplicate: boolean, phases: { decideMs: number; publishMs: number }) => void;
 }
 
 const badRequest = (message: string, problems: FieldProblem[]): never =>
@@ -192,7 +195,9 @@ export function createInlineScorer(opts: InlineScorerOptions): InlineScorer {
           list.map((p) => ({ field: `event.${p.split(' ')[0]}`, problem: p })),
         );
       }
+      const t0 = performance.now();
       const { d, dup } = await decide(ev, readAt);
+      const t1 = performance.now();
       try {
         await publish(d);
       } catch (err) {
@@ -203,7 +208,7 @@ export function createInlineScorer(opts: InlineScorerOptions): InlineScorer {
           { cause: err },
         );
       }
-      opts.onDecision?.(d, dup);
+      opts.onDecision?.(d, dup, { decideMs: t1 - t0, publishMs: performance.now() - t1 });
       return d;
     },
   };

@@ -248,7 +248,9 @@ async function openScoringService(
     producer,
     decisionsTopic: cfg.topics.decisions,
     clock,
-    onDecision: (d, dup) => {
+    onDecision: (d, dup, phases) => {
+      apiMetrics.inlinePhase.observe({ phase: 'decide' }, phases.decideMs / 1000);
+      apiMetrics.inlinePhase.observe({ phase: 'publish' }, phases.publishMs / 1000);
       metrics.events.inc({ type: d.event_type, outcome: d.outcome });
       metrics.latency.observe({ type: d.event_type }, d.latency_us / 1e6);
       if (dup) metrics.duplicates.inc({ type: d.event_type });

@@ -118,4 +118,29 @@ describe('inline scoring publishes each decision before answering', () => {
     sends[1]!.ack();
     expect((await b).event_id).toBe('e-2');
   });
+
+  it('reports how long each answer spent deciding and waiting for its acknowledgement', async () => {
+    const { producer, sends } = manualProducer();
+    const seen: { id: string; decideMs: number; publishMs: number }[] = [];
+    const scorer = createInlineScorer({
+      engine,
+      schemas,
+      producer,
+      decisionsTopic: 'decisions',
+      clock,
+      onDecision: (d, _dup, phases) => seen.push({ id: d.event_id, ...phases }),
+    });
+    const p = scorer.score(body('e-1'));
+    await tick();
+    expect(seen).toHaveLength(0); // not before the acknowledgement
+    await new Promise((r) => setTimeout(r, 40));
+    sends[0]!.ack();
+    await p;
+    expect(seen).toHaveLength(1);
+    expect(seen[0]!.id).toBe('e-1');
+    // The 40 ms the ack was held count as publishing, not deciding.
+    expect(seen[0]!.publishMs).toBeGreaterThanOrEqual(35);
+    expect(seen[0]!.decideMs).toBeGreaterThanOrEqual(0);
+    expect(seen[0]!.decideMs).toBeLessThan(seen[0]!.publishMs);
+  });
 });
