@@ -76,6 +76,42 @@ type LoadTestFn = (o: Record<string, unknown>) => Promise<{
 }>;
 const loadTest = (loadtest as unknown as { loadTest: LoadTestFn }).loadTest;
 
+/** Cumulative bucket counts of a Prometheus histogram by one label, from the service's /metrics. */
+async function histogram(
+  url: string,
+  metric: string,
+  label: string,
+): Promise<Map<string, Map<number, number>>> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const out = new Map<string, Map<number, number>>();
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${metric}_bucket{`)) continue;
+    const le = /le="([^"]+)"/.exec(line)?.[1];
+    const key = new RegExp(`${label}="([^"]+)"`).exec(line)?.[1] ?? '';
+    if (le === undefined) continue;
+    const bound = le === '+Inf' ? Infinity : Number(le);
+    const m = out.get(key) ?? new Map<number, number>();
+    m.set(bound, Number(line.slice(line.lastIndexOf(' ') + 1)));
+    out.set(key, m);
+  }
+  return out;
+}
+
+/**
+ * The q-quantile of what a histogram counted between two scrapes, as the upper bound of the bucket it
+ * falls in (ms): coarse, but it says where an answer's time goes.
+ */
+function bucketQuantile(
+  before: Map<number, number> | undefined,
+  after: Map<number, number>,
+  q: number,
+): number {
+  const bounds = [...after.keys()].sort((a, b) => a - b);
+  const total = after.get(Infinity)! - (before?.get(Infinity) ?? 0);
+  for (const b of bounds) if (after.get(b)! - (before?.get(b) ?? 0) >= q * total) return b * 1000;
+  return Infinity;
+}
+
 /** Open-loop: RATE requests/s evenly spaced, whatever the answers' latency. */
 async function paced(url: string, body: (() => string) | undefined, seconds: number): Promise<Measured> {
   const r = await loadTest({
@@ -333,9 +369,20 @@ async function main() {
       return { ...r, cpuMsPerRequest: cpuMs / (r.rate * SECONDS), elu, gc };
     };
     await paced(`${url}/v1/score`, body, WARMUP_SECONDS); // JIT, connections, Redis scripts
+    // Where the paced answers' time went: the service's own phase histogram, scraped around the run.
+    const PHASE = 'fraudstream_inline_phase_seconds';
+    let phases: { decide: number; publish: number } | undefined;
+    const phased = async (run: Promise<Measured>): Promise<Measured> => {
+      const before = await histogram(url, PHASE, 'phase');
+      const r = await run;
+      const after = await histogram(url, PHASE, 'phase');
+      const p99 = (k: string) => bucketQuantile(before.get(k), after.get(k)!, 0.99);
+      phases = { decide: p99('decide'), publish: p99('publish') };
+      return r;
+    };
     const runs = [
       ['bare route, paced', await withCpu(paced(`${url}/bench/constant`, undefined, SECONDS))],
-      ['POST /v1/score, paced', await withCpu(paced(`${url}/v1/score`, body, SECONDS))],
+      ['POST /v1/score, paced', await phased(withCpu(paced(`${url}/v1/score`, body, SECONDS)))],
       ['bare route, bursts', await bursts(`${url}/bench/constant`, undefined, SECONDS)],
       ['POST /v1/score, bursts', await bursts(`${url}/v1/score`, body, SECONDS)],
     ] as const;
@@ -412,6 +459,17 @@ async function main() {
       score.p99,
       'ms',
     );
+    for (const [phase, what] of [
+      ['decide', 'batch turn, features, model, policy'],
+      ['publish', 'until Kafka acknowledged the decision'],
+    ] as const) {
+      row(
+        `inline scoring ${phase} phase p99 at ${RATE} req/s paced (${what}; its histogram bucket's upper bound; baseline: the whole answer's p99)`,
+        phases![phase],
+        score.p99,
+        'ms',
+      );
+    }
     rows.push({
       name: `Kafka acks=all produce p99 alone at ${RATE} msg/s, paced, one request in flight (the ack an inline answer waits for; baseline: its p50)`,
       value: ack.p99,
@@ -422,6 +480,7 @@ async function main() {
     writeRows('inline', rows);
     console.log(
       `\ninline: p99 ${score.p99} ms, p50 ${score.p50} ms at ${RATE} req/s paced (target <= 5 ms); ` +
+        `decide phase p99 <= ${phases!.decide} ms, publish phase p99 <= ${phases!.publish} ms; ` +
         `bare route p99 ${bare.p99} ms; closed-loop bursts p99 ${scoreBurst.p99} ms (bare ${bareBurst.p99} ms); ` +
         `service CPU ${score.cpuMsPerRequest!.toFixed(3)} ms/request, event loop ${(score.elu! * 100).toFixed(0)} % busy; ` +
         `GC ${g.scavenges} scavenges ${g.scavengeMs.toFixed(0)} ms, ${g.markCompacts} mark-compacts ${g.markCompactMs.toFixed(0)} ms, longest pause ${g.maxPauseMs.toFixed(1)} ms in ${SECONDS} s; ` +
