@@ -6,7 +6,7 @@
  * reach the store through messages; a store error comes back as the same FraudstreamError.
  */
 import type { Worker } from 'node:worker_threads';
-import { fail } from '../lib/errors.js';
+import { Errors, FraudstreamError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { fromWire, startWorker, type WireError } from '../lib/threads.js';
 import type { Decision } from '../schemas/index.js';
@@ -61,16 +61,27 @@ export interface ReviewThread {
   stop(): Promise<void>;
 }
 
-export function startReviewThread(input: ReviewThreadInput, logger: Logger): ReviewThread {
+export function startReviewThread(
+  input: ReviewThreadInput,
+  logger: Logger,
+  /** Tests: the worker, to end it as a crash would. */
+  hooks?: { onWorker?(w: Worker): void },
+): ReviewThread {
   const worker: Worker = startWorker(import.meta.url, 'worker', input);
+  hooks?.onWorker?.(worker);
   // The service's own handles keep the process up; a start that failed half-way must not hang it.
   worker.unref();
   const pending = new Map<number, { resolve(v: unknown): void; reject(e: Error): void }>();
   let next = 0;
   let gone: Error | null = null;
+  /** The queue is gone: calls in flight fail as later ones do, FS_ERR_UNAVAILABLE (HTTP 503). */
+  const unavailable = () =>
+    new FraudstreamError(Errors.UNAVAILABLE, `the review queue is not running: ${gone!.message}`, undefined, {
+      cause: gone,
+    });
   const failAll = (e: Error) => {
     gone ??= e;
-    for (const p of pending.values()) p.reject(e);
+    for (const p of pending.values()) p.reject(unavailable());
     pending.clear();
   };
   worker.on('message', (m: ReviewAnswer) => {
@@ -92,7 +103,7 @@ export function startReviewThread(input: ReviewThreadInput, logger: Logger): Rev
   const call = <M extends keyof ReviewCalls>(method: M, ...args: ReviewCalls[M][0]) =>
     new Promise<ReviewCalls[M][1]>((resolve, reject) => {
       // A throw here rejects the promise.
-      if (gone) fail('UNAVAILABLE', `the review queue is not running: ${gone.message}`);
+      if (gone) throw unavailable();
       const id = ++next;
       pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
       worker.postMessage({ id, method, args } as ReviewCall);
