@@ -84,7 +84,7 @@ export interface FeatureThreadInput {
 /** Messages worker -> main. */
 export type FromWorker =
   | ({ kind: 'batch' } & FeatureBatch)
-  | { kind: 'done'; labelsApplied: number; events: number }
+  | { kind: 'done'; labelsApplied: number; events: number; keysWritten: number }
   | ({ kind: 'error' } & WireError);
 
 /** Messages main -> worker: one credit per batch the main thread has finished with. */
@@ -96,6 +96,11 @@ export interface FeatureThread {
   /** The main thread is done with one batch: the worker may compute one more. */
   release(): void;
   readonly labelsApplied: number;
+  /**
+   * Keys the engine wrote to the namespace (states evicted from its cache), known after the last
+   * batch; null before. None: the namespace holds nothing but what the start left (its lease is released).
+   */
+  readonly keysWritten: number | null;
   /** Stops the worker (at once, whatever it is doing) and waits for it to exit. */
   stop(): Promise<void>;
 }
@@ -107,6 +112,7 @@ export function startFeatureThread(input: FeatureThreadInput): FeatureThread {
   let exited = false;
   let exitError: Error | null = null;
   let labelsApplied = 0;
+  let keysWritten: number | null = null;
   const push = (m: FromWorker) => {
     queue.push(m);
     wake?.();
@@ -133,6 +139,7 @@ export function startFeatureThread(input: FeatureThreadInput): FeatureThread {
         if (m.kind === 'error') throw fromWire(m, "replay's feature thread");
         if (m.kind === 'done') {
           labelsApplied = m.labelsApplied;
+          keysWritten = m.keysWritten;
           return;
         }
         yield m;
@@ -143,6 +150,9 @@ export function startFeatureThread(input: FeatureThreadInput): FeatureThread {
     },
     get labelsApplied() {
       return labelsApplied;
+    },
+    get keysWritten() {
+      return keysWritten;
     },
     async stop() {
       if (!exited) await worker.terminate();

@@ -110,9 +110,10 @@ try {
   });
   const done = await run(features);
   // The namespace is about to be deleted: nothing to write back.
+  const keysWritten = features.stats().writes;
   await features.close({ flush: false });
   features = undefined;
-  post({ kind: 'done', ...done });
+  post({ kind: 'done', ...done, keysWritten });
 } catch (e) {
   post({ kind: 'error', ...toWire(e) });
   await features?.close({ flush: false }).catch(() => undefined);

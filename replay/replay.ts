@@ -218,6 +218,8 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayResult> {
   let featOut: FeatureFileWriter | undefined;
   const outcomes: OutcomeCollector[] = [];
   let labelsApplied = 0;
+  /** Keys the feature thread wrote to the namespace (null: not known, clear it). */
+  let keysWritten: number | null = null;
   const started = performance.now();
   try {
     decisionsOut = decStage
@@ -342,6 +344,7 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayResult> {
     if (!(await it.next()).done)
       throw new Error(`replay's feature thread stopped after ${events} events, before the input's end`);
     labelsApplied = thread.labelsApplied;
+    keysWritten = thread.keysWritten;
     await decisionsOut?.close();
     await featOut?.close();
     stopIfAborted();
@@ -390,6 +393,9 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayResult> {
     );
     result.metrics = metrics;
   }
-  await clearNamespace(opts.redis, opts.namespace);
+  // The namespace was cleared at the start and only the feature thread wrote to it since. When its
+  // cache held every entity it wrote nothing (its lease is released): no walk of the keyspace, which
+  // costs seconds on a Redis holding millions of other keys (docs/replay.md).
+  if (keysWritten !== 0) await clearNamespace(opts.redis, opts.namespace);
   return result;
 }

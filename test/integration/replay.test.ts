@@ -12,7 +12,7 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Cluster, type Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFeatureEngine } from '../../features/index.js';
 import { systemClock } from '../../lib/clock.js';
@@ -123,6 +123,38 @@ describe('replay over container files, on the real Redis', () => {
     const html = readFileSync(join(a!, 'report.html'), 'utf8');
     expect(html).toContain('<svg');
     expect(html).not.toMatch(/<script|src=|href=/);
+  });
+
+  it('walks the keyspace once when its feature thread wrote nothing to Redis, twice when it evicted states', async () => {
+    // Counts the namespace clears it is asked for: a SCAN from cursor 0 starts one.
+    const counting = new Redis(REDIS_URL, { lazyConnect: true });
+    await counting.connect();
+    let clears = 0;
+    type Scan = (...a: unknown[]) => unknown;
+    const scan = (counting.scan as unknown as Scan).bind(counting);
+    (counting as unknown as { scan: Scan }).scan = (...a) => {
+      if (String(a[0]) === '0') clears++;
+      return scan(...a);
+    };
+    try {
+      const keysOf = async (n: string) => (await counting.keys(`${n}:*`)).length;
+      const whole = {
+        ...base(mkdtempSync(join(tmpdir(), 'fs-replay-out-'))),
+        redis: counting,
+        inDir,
+        champion,
+      };
+      await runReplay(whole);
+      expect(clears).toBe(1); // at the start only
+      expect(await keysOf(whole.namespace)).toBe(0); // and nothing is left: the lease is released
+      clears = 0;
+      const small = { ...whole, namespace: ns(), maxCachedEntities: 300 };
+      await runReplay(small);
+      expect(clears).toBe(2); // the evicted states are deleted at the end
+      expect(await keysOf(small.namespace)).toBe(0);
+    } finally {
+      counting.disconnect();
+    }
   });
 
   it('gives the same scores on a Redis Cluster, where its feature thread connects from the client settings', async () => {
