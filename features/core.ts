@@ -66,6 +66,8 @@ export interface EntityState {
   ids: Map<string, number> | null;
   /** Last use, for the engine's cache (not stored). */
   used: number;
+  /** The engine's bookkeeping (not stored): the state's key in the engine's cache ('' until cached). */
+  k: string;
   /** The engine's bookkeeping (not stored): changed since the last flush. */
   dirty: boolean;
   /**
@@ -137,6 +139,7 @@ export function newState(role: EntityDef['role']): EntityState {
     l: role === 'l' ? [new Map(), new Map(), new Map()] : null,
     ids: role === 'a' ? new Map() : null,
     used: 0,
+    k: '',
     dirty: false,
     rows: role === 'a' ? new Map() : null,
     lb: role === 'a' ? new Map() : null,

@@ -19,7 +19,7 @@ import {
   type EventInput,
   type HeldRow,
 } from './core.js';
-import { ENTITIES, FEATURE_NAMES, specHash, type EntityDef } from './spec.js';
+import { ENTITIES, FEATURE_NAMES, specHash } from './spec.js';
 import {
   decodeRow,
   encodeOps,
@@ -161,9 +161,27 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
   const isCluster = redis instanceof Cluster;
   const cols = FEATURE_NAMES.length;
   const base = (k: number, id: string) => `${prefix}{${ENTITIES[k]!.tag}:${id}}`;
-  type Role = EntityDef['role'];
 
   const cache = new Map<string, EntityState>();
+  /**
+   * The cache again, per entity kind by the event's own id: a batch finds its cached entities without
+   * building their keys (a string per entity and event) or searching one map of every kind.
+   * Kept with `cache` by cachePut and cacheDrop.
+   */
+  const byId: Map<string, EntityState>[] = ENTITIES.map(() => new Map());
+  const cachePut = (key: string, kind: number, id: string, s: EntityState) => {
+    s.k = key;
+    cache.set(key, s);
+    byId[kind]!.set(id, s);
+  };
+  /** `<prefix>{<tag>:<id>}` -> [kind, id] (tags hold no colon; ids may). */
+  const tagKind = new Map(ENTITIES.map((d, k) => [d.tag, k]));
+  const cacheDrop = (key: string) => {
+    cache.delete(key);
+    const inner = key.slice(prefix.length + 1, -1);
+    const c = inner.indexOf(':');
+    byId[tagKind.get(inner.slice(0, c))!]!.delete(inner.slice(c + 1));
+  };
   let fresh = opts.fresh ?? false;
   const labelled = opts.labelledEvents;
   /** Entity keys changed since the last flush (each once: its state's `dirty` flag is set). */
@@ -435,7 +453,12 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
    */
   const loading = new Map<string, Promise<void>>();
   let tick = 0;
-  async function load(keys: readonly string[], roles: readonly Role[]): Promise<EntityState[]> {
+  async function load(
+    keys: readonly string[],
+    kinds: readonly number[],
+    ids: readonly string[],
+  ): Promise<EntityState[]> {
+    const roleOf = (i: number) => ENTITIES[kinds[i]!]!.role;
     const out: EntityState[] = new Array(keys.length);
     const missing: number[] = [];
     const waits: Promise<void>[] = [];
@@ -454,7 +477,7 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
     }
     if (missing.length) {
       if (fresh) {
-        for (const i of missing) cache.set(keys[i]!, (out[i] = newState(roles[i]!)));
+        for (const i of missing) cachePut(keys[i]!, kinds[i]!, ids[i]!, (out[i] = newState(roleOf(i))));
       } else {
         const ks = missing.map((i) => keys[i]!);
         const p = readStates(ks).then((vals) => {
@@ -467,7 +490,7 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
               return;
             }
             try {
-              cache.set(k, (out[i] = v ? decodeState(v, roles[i]!) : newState(roles[i]!)));
+              cachePut(k, kinds[i]!, ids[i]!, (out[i] = v ? decodeState(v, roleOf(i)) : newState(roleOf(i))));
             } catch (e) {
               fail('FEATURE_STORE', `${k}:s: ${(e as Error).message}`);
             }
@@ -634,7 +657,7 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
       if (s.rows && (s.rows.size || s.lb!.size)) heldOps(k, s, ops);
     }
     if (ops.length) await write(ops);
-    for (const k of gone) cache.delete(k);
+    for (const k of gone) cacheDrop(k);
   }
 
   /**
@@ -677,13 +700,16 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
         const duplicate = new Uint8Array(n);
         const late = new Uint8Array(n);
         const idsOf: (string | null)[][] = new Array(n);
-        // Each entity of the batch once (its key, role and state), and per event and entity kind its
-        // index there (-1: the event has none): one cache lookup per entity, not per occurrence.
+        // Per event and entity kind, the index of its state in `states` (-1: the event has none).
+        // Cached states are found by kind and id; the others are read (or made) once each, by key.
         const E = ENTITIES.length;
         const at = new Int32Array(n * E);
-        const keys: string[] = [];
-        const roles: Role[] = [];
-        const index = new Map<string, number>();
+        const states: EntityState[] = [];
+        const missKeys: string[] = [];
+        const missKinds: number[] = [];
+        const missIds: string[] = [];
+        const missAt: number[] = [];
+        let missIndex: Map<string, number> | undefined;
         for (let r = 0; r < n; r++) {
           const ids = entityIds(events[r]!);
           idsOf[r] = ids;
@@ -693,18 +719,32 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
               at[r * E + k] = -1;
               continue;
             }
+            const s = byId[k]!.get(id);
+            if (s) {
+              s.used = ++tick;
+              at[r * E + k] = states.length;
+              states.push(s);
+              continue;
+            }
             const key = base(k, id);
-            let i = index.get(key);
+            missIndex ??= new Map();
+            let i = missIndex.get(key);
             if (i === undefined) {
-              i = keys.length;
-              index.set(key, i);
-              keys.push(key);
-              roles.push(ENTITIES[k]!.role);
+              i = states.length;
+              missIndex.set(key, i);
+              states.push(undefined as unknown as EntityState); // filled below
+              missKeys.push(key);
+              missKinds.push(k);
+              missIds.push(id);
+              missAt.push(i);
             }
             at[r * E + k] = i;
           }
         }
-        const states = await load(keys, roles);
+        if (missKeys.length) {
+          const got = await load(missKeys, missKinds, missIds);
+          for (let j = 0; j < got.length; j++) states[missAt[j]!] = got[j]!;
+        }
 
         // From here to the end of the loop nothing awaits: the batch is computed against one state.
         const fetch: [row: number, key: string][] = [];
@@ -714,8 +754,8 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
           const ev = events[r]!;
           const e = ev.event;
           const ids = idsOf[r]!;
-          const acctKey = keys[at[r * E]!]!;
           const acct = states[at[r * E]!]!;
+          const acctKey = acct.k;
           const eid = e.event_id;
           if (seenBefore(acct, eid, lim)) {
             duplicate[r] = 1;
@@ -744,7 +784,6 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
               raws[k] = null;
               continue;
             }
-            const key = keys[i]!;
             const s = states[i]!;
             const role = ENTITIES[k]!.role;
             const raw = scratch[k]!;
@@ -753,7 +792,7 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
             input.dims = role === 'a' ? dims : undefined;
             input.loc = loc;
             if (pendingOf.size !== 0) settle(s);
-            if (applyEvent(s, role, input, lim, raw)) markDirty(key, s);
+            if (applyEvent(s, role, input, lim, raw)) markDirty(s.k, s);
             raws[k] = raw;
           }
           const isLate = raws[0]!.late;
@@ -812,7 +851,7 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
         }
         // Entities to load for the labels found.
         const targets: [label: number, key: string][] = [];
-        const toLoad = new Map<string, Role>();
+        const toLoad = new Map<string, [kind: number, id: string]>();
         const found = new Map<string, string>();
         for (let i = 0; i < fraud.length; i++) {
           const k = keys[i]!;
@@ -831,11 +870,16 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
           ] as const) {
             if (!id) continue;
             const key = base(e, id);
-            toLoad.set(key, ENTITIES[e]!.role);
+            toLoad.set(key, [e, id]);
             targets.push([i, key]);
           }
         }
-        await load([...toLoad.keys()], [...toLoad.values()]);
+        const loads = [...toLoad.values()];
+        await load(
+          [...toLoad.keys()],
+          loads.map((l) => l[0]),
+          loads.map((l) => l[1]),
+        );
         // Applied once: a lookup record is consumed by the first label that finds it.
         let applied = 0;
         const consumed = new Set<string>();
