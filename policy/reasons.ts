@@ -14,9 +14,22 @@ export function normsOf(manifest: unknown, width: number): FeatureNorms | undefi
   return n && ok(n.mean) && ok(n.std) ? { mean: n.mean, std: n.std } : undefined;
 }
 
+/** Reason strings by feature name, made once (a decision lists up to three per event). */
+const reasonOf = new Map<string, string>();
+const reasonFor = (name: string): string => {
+  let r = reasonOf.get(name);
+  if (r === undefined) reasonOf.set(name, (r = featureReason(name)));
+  return r;
+};
+/** The best z-scores so far and their features, highest first (reused: no garbage per event). */
+let topZ = new Float64Array(8);
+let topI = new Int32Array(8);
+
 /**
  * The features of one row furthest above the population norm, as reason codes: the `top` largest
- * z-scores (x - mean) / std that reach `minZ`. Features with no spread (std 0) are skipped.
+ * z-scores (x - mean) / std that reach `minZ`, highest first (of equal ones, the earlier feature).
+ * Features with no spread (std 0) are skipped. The row is `row[at]`, `row[at + 1]`, ...: a row of a
+ * batch's matrix is read in place.
  */
 export function featureReasons(
   row: ArrayLike<number>,
@@ -24,17 +37,31 @@ export function featureReasons(
   norms: FeatureNorms,
   top = 3,
   minZ = 2,
+  at = 0,
 ): string[] {
-  const best: { i: number; z: number }[] = [];
-  for (let i = 0; i < names.length; i++) {
-    const sd = norms.std[i]!;
-    if (!(sd > 0)) continue;
-    const z = (row[i]! - norms.mean[i]!) / sd;
-    if (!(z >= minZ)) continue;
-    if (best.length < top) best.push({ i, z });
-    else if (z > best[best.length - 1]!.z) best[best.length - 1] = { i, z };
-    else continue;
-    best.sort((a, b) => b.z - a.z);
+  if (topZ.length < top) {
+    topZ = new Float64Array(top);
+    topI = new Int32Array(top);
   }
-  return best.map((b) => featureReason(names[b.i]!));
+  const mean = norms.mean;
+  const std = norms.std;
+  let n = 0;
+  for (let i = 0; i < names.length; i++) {
+    const sd = std[i]!;
+    if (!(sd > 0)) continue;
+    const z = (row[at + i]! - mean[i]!) / sd;
+    if (!(z >= minZ)) continue;
+    if (n === top && !(z > topZ[n - 1]!)) continue;
+    // Insert after every kept z at least as high; the lowest falls off when full.
+    let p = n < top ? n++ : n - 1;
+    for (; p > 0 && topZ[p - 1]! < z; p--) {
+      topZ[p] = topZ[p - 1]!;
+      topI[p] = topI[p - 1]!;
+    }
+    topZ[p] = z;
+    topI[p] = i;
+  }
+  const out = new Array<string>(n);
+  for (let k = 0; k < n; k++) out[k] = reasonFor(names[topI[k]!]!);
+  return out;
 }

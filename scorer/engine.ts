@@ -139,9 +139,7 @@ export function createDecisionEngine(opts: DecisionEngineOptions): DecisionEngin
       const score = Math.min(1, Math.max(0, scores[i]!));
       const verdict = policy.evaluate(events[i]!, score, degraded, scored?.manifest.threshold);
       const reasons = norms
-        ? verdict.reasons.concat(
-            featureReasons(fb.matrix.subarray(i * cols, (i + 1) * cols), features.names, norms),
-          )
+        ? verdict.reasons.concat(featureReasons(fb.matrix, features.names, norms, 3, 2, i * cols))
         : verdict.reasons.slice();
       decisions[i] = {
         event_id: event.event_id,

@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { spawnSync } from 'node:child_process';
 import { createServer, type Server, type Socket } from 'node:net';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -169,6 +170,37 @@ describe('feature reasons', () => {
       'FEATURE_HIGH:a',
     ]);
     expect(featureReasons([0, 10, 0, 0, 5], names, norms)).toEqual([]);
+  });
+
+  it('equals a sort of every z-score at or above the floor, ties to the earlier feature, read in place', () => {
+    // Values from a few levels, so equal z-scores are common; some features have no spread.
+    const level = fc.constantFrom(0, 1, 2, 3, 5, 8, -4);
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 12 }).chain((w) =>
+          fc.record({
+            row: fc.array(level, { minLength: w, maxLength: w }),
+            mean: fc.array(fc.constantFrom(0, 1, 2), { minLength: w, maxLength: w }),
+            std: fc.array(fc.constantFrom(0, 0.5, 1, 2), { minLength: w, maxLength: w }),
+            top: fc.integer({ min: 1, max: 10 }),
+            pad: fc.integer({ min: 0, max: 5 }),
+          }),
+        ),
+        ({ row, mean, std, top, pad }) => {
+          const names = row.map((_, i) => `f${i}`);
+          const expected = row
+            .map((x, i) => ({ i, z: std[i]! > 0 ? (x - mean[i]!) / std[i]! : NaN }))
+            .filter((c) => c.z >= 2)
+            .sort((a, b) => b.z - a.z || a.i - b.i)
+            .slice(0, top)
+            .map((c) => `FEATURE_HIGH:f${c.i}`);
+          const padded = [...new Array<number>(pad).fill(99), ...row, 99];
+          expect(featureReasons(padded, names, { mean, std }, top, 2, pad)).toEqual(expected);
+          expect(featureReasons(row, names, { mean, std }, top)).toEqual(expected);
+        },
+      ),
+      { numRuns: 500 },
+    );
   });
 
   it('reads norms only when present and aligned', () => {
