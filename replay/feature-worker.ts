@@ -11,7 +11,7 @@ import { toWire } from '../lib/threads.js';
 import { createSchemaCatalog } from '../schemas/catalog.js';
 import type { Label, ScoringEvent } from '../schemas/index.js';
 import type { FeatureThreadInput, FromWorker, RedisSpec, ToWorker } from './feature-thread.js';
-import { readEvents } from './files.js';
+import { readEventChunks } from './files.js';
 
 const input = workerData as FeatureThreadInput;
 const port = parentPort!;
@@ -67,26 +67,28 @@ async function run(features: FeatureEngine): Promise<{ labelsApplied: number; ev
       fb.late.buffer as ArrayBuffer,
     ]);
   };
-  const source: AsyncIterable<ScoringEvent> | Iterable<ScoringEvent> =
-    'dir' in input.source ? readEvents(input.source.dir, createSchemaCatalog()) : input.source.events;
+  const source: AsyncIterable<ScoringEvent[]> | Iterable<ScoringEvent[]> =
+    'dir' in input.source ? readEventChunks(input.source.dir, createSchemaCatalog()) : [input.source.events];
   const labels = input.labels;
   let labelsApplied = 0;
   let nextLabel = 0;
   let batch: ScoringEvent[] = [];
-  for await (const e of source) {
-    // A label counts for the events at or after its labelled_at: apply it between them.
-    if (nextLabel < labels.length && labels[nextLabel]!.labelled_at <= e.event.event_time) {
-      await send(batch);
-      batch = [];
-      const due: Label[] = [];
-      while (nextLabel < labels.length && labels[nextLabel]!.labelled_at <= e.event.event_time)
-        due.push(labels[nextLabel++]!);
-      labelsApplied += (await features.applyLabels(due)).applied;
-    }
-    batch.push(e);
-    if (batch.length >= input.batchSize) {
-      await send(batch);
-      batch = [];
+  for await (const chunk of source) {
+    for (const e of chunk) {
+      // A label counts for the events at or after its labelled_at: apply it between them.
+      if (nextLabel < labels.length && labels[nextLabel]!.labelled_at <= e.event.event_time) {
+        await send(batch);
+        batch = [];
+        const due: Label[] = [];
+        while (nextLabel < labels.length && labels[nextLabel]!.labelled_at <= e.event.event_time)
+          due.push(labels[nextLabel++]!);
+        labelsApplied += (await features.applyLabels(due)).applied;
+      }
+      batch.push(e);
+      if (batch.length >= input.batchSize) {
+        await send(batch);
+        batch = [];
+      }
     }
   }
   await send(batch);

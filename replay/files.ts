@@ -2,7 +2,7 @@ import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { fail } from '../lib/errors.js';
 import {
-  readContainer,
+  readContainerChunks,
   RecordNames,
   type AvroType,
   type PaymentEvent,
@@ -11,7 +11,7 @@ import {
   type WithdrawalEvent,
 } from '../schemas/index.js';
 import { STREAM_FILES } from '../simulator/index.js';
-import { mergeByEventTime } from './merge.js';
+import { mergeChunksByEventTime } from './merge.js';
 
 /** Reads zig-zag varint longs from a file at a moving position, a small buffer at a time. */
 class Cursor {
@@ -98,39 +98,50 @@ export function countContainerRecords(path: string): number {
 }
 
 /**
- * The events of one stream file as scoring events, checking that event_time never decreases: replay
- * merges streams in event time, so a file out of order would silently change every feature after it.
- * Such a file fails with FS_ERR_INPUT_OUT_OF_ORDER naming the record (sort it, or produce it in order).
+ * The events of one stream file as scoring events, a chunk at a time, checking that event_time never
+ * decreases: replay merges streams in event time, so a file out of order would silently change every
+ * feature after it. Such a file fails with FS_ERR_INPUT_OUT_OF_ORDER naming the record (sort it, or
+ * produce it in order).
  */
-export async function* readStream(
+export async function* readStreamChunks(
   path: string,
   reader: AvroType,
   type: 'PAYMENT' | 'WITHDRAWAL',
-): AsyncGenerator<ScoringEvent> {
+): AsyncGenerator<ScoringEvent[]> {
   let last = -Infinity;
   let lastId = '';
   let i = 0;
-  for await (const event of readContainer<PaymentEvent | WithdrawalEvent>(path, reader)) {
-    if (event.event_time < last)
-      fail(
-        'INPUT_OUT_OF_ORDER',
-        `${path}: record ${i} (${event.event_id}, event_time ${event.event_time}) comes after ${lastId} (event_time ${last})`,
-      );
-    last = event.event_time;
-    lastId = event.event_id;
-    i++;
-    yield { type, event } as ScoringEvent;
+  for await (const chunk of readContainerChunks<PaymentEvent | WithdrawalEvent>(path, reader)) {
+    const out: ScoringEvent[] = new Array(chunk.length);
+    for (let k = 0; k < chunk.length; k++) {
+      const event = chunk[k]!;
+      if (event.event_time < last)
+        fail(
+          'INPUT_OUT_OF_ORDER',
+          `${path}: record ${i} (${event.event_id}, event_time ${event.event_time}) comes after ${lastId} (event_time ${last})`,
+        );
+      last = event.event_time;
+      lastId = event.event_id;
+      i++;
+      out[k] = { type, event } as ScoringEvent;
+    }
+    yield out;
   }
 }
 
-/** A folder's payments and withdrawals merged in event time (ties by event_id). */
-export function readEvents(dir: string, catalog: SchemaCatalog): AsyncGenerator<ScoringEvent> {
-  return mergeByEventTime(
-    readStream(join(dir, STREAM_FILES.payments), catalog.reader(RecordNames.PaymentEvent), 'PAYMENT'),
-    readStream(
+/** A folder's payments and withdrawals merged in event time (ties by event_id), in chunks. */
+export function readEventChunks(dir: string, catalog: SchemaCatalog): AsyncGenerator<ScoringEvent[]> {
+  return mergeChunksByEventTime(
+    readStreamChunks(join(dir, STREAM_FILES.payments), catalog.reader(RecordNames.PaymentEvent), 'PAYMENT'),
+    readStreamChunks(
       join(dir, STREAM_FILES.withdrawals),
       catalog.reader(RecordNames.WithdrawalEvent),
       'WITHDRAWAL',
     ),
   );
+}
+
+/** readEventChunks, an event at a time. */
+export async function* readEvents(dir: string, catalog: SchemaCatalog): AsyncGenerator<ScoringEvent> {
+  for await (const chunk of readEventChunks(dir, catalog)) yield* chunk;
 }

@@ -7,8 +7,8 @@ export {
   type ReplayModel,
 } from './replay.js';
 export { readKafkaRange, type KafkaRangeOptions, type KafkaRange } from './kafka.js';
-export { countContainerRecords, readEvents, readStream } from './files.js';
-export { mergeByEventTime } from './merge.js';
+export { countContainerRecords, readEventChunks, readEvents, readStreamChunks } from './files.js';
+export { mergeChunksByEventTime } from './merge.js';
 export { rocAuc, prAuc } from './metrics.js';
 export {
   createOutcomeCollector,

@@ -20,7 +20,7 @@ import {
 import { scenarioTagType, STREAM_FILES, type ScenarioTag } from '../simulator/index.js';
 import { createFeatureFileWriter, type FeatureFileWriter } from './arrow.js';
 import { redisSpecOf, startFeatureThread, type FeatureThread } from './feature-thread.js';
-import { countContainerRecords, readEvents } from './files.js';
+import { countContainerRecords, readEventChunks } from './files.js';
 import { renderReportHtml } from './html.js';
 import { readKafkaRange, type KafkaRangeOptions } from './kafka.js';
 import {
@@ -104,7 +104,8 @@ const byLabelledAt = (a: Label, b: Label) =>
   a.labelled_at - b.labelled_at || (a.event_id < b.event_id ? -1 : a.event_id > b.event_id ? 1 : 0);
 
 interface Input {
-  events: AsyncIterable<ScoringEvent> | Iterable<ScoringEvent>;
+  /** The events in chunks (files), or all of them (Kafka, read whole already). */
+  events: AsyncIterable<ScoringEvent[]> | ScoringEvent[];
   /** In labelled_at order. */
   labels: Label[];
   /** Ground truth of fraud events, when the input has it (simulated histories). */
@@ -138,7 +139,7 @@ async function fileInput(dir: string, catalog: SchemaCatalog, logger: Logger): P
     for await (const t of readContainer<ScenarioTag>(path(INPUT_FILES.scenarios), scenarioTagType()))
       scenarios.set(t.event_id, t.scenario);
   } else logger.info({ dir }, 'no scenarios.avro: the report has no per-scenario figures');
-  return { events: readEvents(dir, catalog), labels, scenarios, total, source: dir };
+  return { events: readEventChunks(dir, catalog), labels, scenarios, total, source: dir };
 }
 
 /** Writes to `path.partial` and renames on success, so a failed run never leaves a plausible file. */
@@ -214,7 +215,7 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayResult> {
   let decisionsOut: ReturnType<typeof createContainerWriter<Decision>> | undefined;
   let thread: FeatureThread | undefined;
   /** This thread's read of the input (closed on failure: the file readers go with it). */
-  let it: AsyncIterator<ScoringEvent> | Iterator<ScoringEvent> | undefined;
+  let it: AsyncIterator<ScoringEvent[]> | Iterator<ScoringEvent[]> | undefined;
   let featOut: FeatureFileWriter | undefined;
   const outcomes: OutcomeCollector[] = [];
   let labelsApplied = 0;
@@ -316,7 +317,7 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayResult> {
     // few batches ahead; this thread reads the same events again, scores and writes each batch, so
     // every feature and score is that of a one-thread, one-batch-at-a-time run.
     thread = startFeatureThread({
-      source: opts.inDir ? { dir: opts.inDir } : { events: input.events as ScoringEvent[] },
+      source: Array.isArray(input.events) ? { events: input.events } : { dir: opts.inDir! },
       labels: input.labels,
       redis: redisSpecOf(opts.redis),
       prefix: `${opts.namespace}:`,
@@ -325,23 +326,32 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayResult> {
       ahead: 4,
     });
     const source = input.events;
-    it =
-      Symbol.asyncIterator in source
-        ? source[Symbol.asyncIterator]()
-        : (source as Iterable<ScoringEvent>)[Symbol.iterator]();
+    it = Array.isArray(source) ? [source][Symbol.iterator]() : source[Symbol.asyncIterator]();
+    /** This thread's read position: a chunk of the input and the next event in it. */
+    let chunk: ScoringEvent[] = [];
+    let at = 0;
+    /** Whether there is an event at the read position, reading the next chunk when needed. */
+    const more = async (): Promise<boolean> => {
+      while (at === chunk.length) {
+        const r = await it!.next();
+        if (r.done) return false;
+        chunk = r.value;
+        at = 0;
+      }
+      return true;
+    };
     for await (const fb of thread.batches()) {
       stopIfAborted();
       const batch: ScoringEvent[] = new Array(fb.rows);
       for (let i = 0; i < fb.rows; i++) {
-        const r = await it.next();
-        if (r.done)
+        if (!(await more()))
           throw new Error(`replay's feature thread computed more events than the input has (${events + i})`);
-        batch[i] = r.value;
+        batch[i] = chunk[at++]!;
       }
       await write(batch, await compute(batch, fb));
       thread.release();
     }
-    if (!(await it.next()).done)
+    if (await more())
       throw new Error(`replay's feature thread stopped after ${events} events, before the input's end`);
     labelsApplied = thread.labelsApplied;
     keysWritten = thread.keysWritten;

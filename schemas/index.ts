@@ -17,6 +17,7 @@ export {
 export {
   createContainerWriter,
   readContainer,
+  readContainerChunks,
   type ContainerWriter,
   type ContainerWriterOptions,
 } from './container.js';

@@ -1,11 +1,12 @@
 import { copyFileSync, mkdtempSync, statSync, truncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { formatProgress } from '../../cli/progress.js';
 import { isFraudstreamError } from '../../lib/errors.js';
-import { countContainerRecords } from '../../replay/index.js';
-import { createSchemaCatalog, readContainer } from '../../schemas/index.js';
+import { countContainerRecords, mergeChunksByEventTime } from '../../replay/index.js';
+import { createSchemaCatalog, readContainer, type ScoringEvent } from '../../schemas/index.js';
 import { STREAM_FILES, writeSimulationFiles } from '../../simulator/index.js';
 
 describe('container files: record count from block headers', () => {
@@ -55,6 +56,57 @@ describe('container files: record count from block headers', () => {
       expect(isFraudstreamError(err, 'BAD_INPUT_FILE'), `cut ${cut}`).toBe(true);
       expect((err as Error).message).toContain(`cut-${cut}.avro`);
     }
+  });
+});
+
+describe('merging two streams of chunks in event time', () => {
+  /** A stream's events cut into chunks at the given sizes (empty chunks included). */
+  async function* chunked(events: ScoringEvent[], sizes: number[]): AsyncGenerator<ScoringEvent[]> {
+    let at = 0;
+    for (const n of sizes) {
+      yield events.slice(at, at + n);
+      at += n;
+    }
+    if (at < events.length) yield events.slice(at);
+  }
+  const ev = (t: number, id: string, src: string) =>
+    ({ type: 'PAYMENT', event: { event_time: t, event_id: id, src } }) as unknown as ScoringEvent;
+  const stream = (src: string) =>
+    fc
+      .array(fc.tuple(fc.integer({ min: 0, max: 6 }), fc.constantFrom('a', 'b', 'c')), { maxLength: 30 })
+      .map((xs) =>
+        xs.map(([t, id]) => ev(t, id, src)).sort((x, y) => x.event.event_time - y.event.event_time),
+      );
+  const sizes = fc.array(fc.integer({ min: 0, max: 7 }), { maxLength: 12 });
+
+  it('equals a one-event-at-a-time merge, however the streams are cut', async () => {
+    await fc.assert(
+      fc.asyncProperty(stream('a'), stream('b'), sizes, sizes, async (a, b, sa, sb) => {
+        // The reference: take a's next unless b's is earlier, or equal in time and event_id or smaller.
+        const want: ScoringEvent[] = [];
+        let i = 0;
+        let j = 0;
+        while (i < a.length || j < b.length) {
+          const x = a[i];
+          const y = b[j];
+          const takeA =
+            x !== undefined &&
+            (y === undefined ||
+              x.event.event_time < y.event.event_time ||
+              (x.event.event_time === y.event.event_time && x.event.event_id < y.event.event_id));
+          want.push(takeA ? a[i++]! : b[j++]!);
+        }
+        const got: ScoringEvent[] = [];
+        for await (const c of mergeChunksByEventTime(chunked(a, sa), chunked(b, sb))) {
+          expect(c.length).toBeGreaterThan(0);
+          got.push(...c);
+        }
+        expect(got).toEqual(want);
+        // Same objects, in the same order (not copies).
+        got.forEach((e, k) => expect(e).toBe(want[k]));
+      }),
+      { numRuns: 300 },
+    );
   });
 });
 
