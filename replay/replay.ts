@@ -269,10 +269,10 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayResult> {
       const { matrix } = c;
       if (c.decisions) {
         const ch = c.challenger;
+        await decisionsOut!.appendAll(c.decisions);
         for (let i = 0; i < batch.length; i++) {
           const d = c.decisions[i]!;
           const e = batch[i]!;
-          await decisionsOut!.append(d);
           // One row object, refilled per event (push copies it into columns).
           const row = outcomeRow;
           row.label = finalLabel.get(d.event_id)?.label === 'FRAUD' ? 1 : 0;
@@ -344,7 +344,7 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayResult> {
       stopIfAborted();
       const batch: ScoringEvent[] = new Array(fb.rows);
       for (let i = 0; i < fb.rows; i++) {
-        if (!(await more()))
+        if (at === chunk.length && !(await more()))
           throw new Error(`replay's feature thread computed more events than the input has (${events + i})`);
         batch[i] = chunk[at++]!;
       }

@@ -9,6 +9,8 @@ import type { AvroType } from './catalog.js';
 
 export interface ContainerWriter<T> {
   append(value: T): Promise<void>;
+  /** Appends the values in order; one wait for the file at most (replay's batches: no promise per record). */
+  appendAll(values: readonly T[]): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -39,6 +41,12 @@ export function createContainerWriter<T>(
     async append(value) {
       if (error) throw error;
       if (!encoder.write(value)) await once(encoder, 'drain');
+    },
+    async appendAll(values) {
+      if (error) throw error;
+      let room = true;
+      for (const v of values) room = encoder.write(v);
+      if (!room) await once(encoder, 'drain');
     },
     async close() {
       encoder.end();
