@@ -20,26 +20,29 @@ export interface EntityRaw {
   fraud?: [number, number, number];
 }
 
+/**
+ * The id of each entity an event touches, in ENTITIES order (null: the event has none), written into
+ * `out` from `at` (the engine fills one array for a whole batch).
+ */
+export function entityIdsInto(ev: ScoringEvent, out: (string | null)[], at: number): void {
+  const e = ev.event;
+  const pay = ev.type === 'PAYMENT';
+  out[at] = e.account_id;
+  out[at + 1] = pay ? ev.event.instrument_id || null : null;
+  out[at + 2] = e.device_id || null;
+  out[at + 3] = e.ip || null;
+  out[at + 4] = pay ? ev.event.merchant_id || null : null;
+  out[at + 5] = !pay ? ev.event.destination_id || null : null;
+}
+// entityIdsInto writes the kinds in this order.
+if (ENTITIES.map((d) => d.name).join() !== 'account,instrument,device,ip,merchant,destination')
+  throw new Error('features/assemble.ts: entityIdsInto does not match ENTITIES');
+
 /** The id of each entity an event touches, in ENTITIES order (null: the event has none). */
 export function entityIds(ev: ScoringEvent): (string | null)[] {
-  const e = ev.event;
-  const nz = (v: string | null | undefined) => (v ? v : null);
-  return ENTITIES.map((d) => {
-    switch (d.name) {
-      case 'account':
-        return e.account_id;
-      case 'instrument':
-        return ev.type === 'PAYMENT' ? nz(ev.event.instrument_id) : null;
-      case 'device':
-        return nz(e.device_id);
-      case 'ip':
-        return nz(e.ip);
-      case 'merchant':
-        return ev.type === 'PAYMENT' ? nz(ev.event.merchant_id) : null;
-      case 'destination':
-        return ev.type === 'WITHDRAWAL' ? nz(ev.event.destination_id) : null;
-    }
-  });
+  const out = new Array<string | null>(ENTITIES.length);
+  entityIdsInto(ev, out, 0);
+  return out;
 }
 
 const R_KM = 6371.0088;
@@ -106,33 +109,43 @@ export function assembleRow(
   if (ev.type === 'PAYMENT') out[o + I.channel[ev.event.channel]] = 1;
   else out[o + I.method[ev.event.method]] = 1;
 
-  ENTITIES.forEach((def, k) => {
+  // Indexed loops, no callbacks or destructuring: this runs for every event (no garbage per event).
+  for (let k = 0; k < ENTITIES.length; k++) {
+    const def = ENTITIES[k]!;
     const r = raws[k];
     let j = o + I.entity[k]!;
     if (!r) {
       out[j] = NO_PREVIOUS_EVENT_S;
-      return;
+      continue;
     }
     out[j++] = r.sinceMs < 0 ? NO_PREVIOUS_EVENT_S : Math.min(r.sinceMs / 1000, NO_PREVIOUS_EVENT_S);
-    for (const [c, s, m] of r.windows) {
+    const ws = r.windows;
+    for (let w = 0; w < ws.length; w++) {
+      const win = ws[w]!;
+      const c = win[0];
+      const s = win[1];
       out[j++] = c;
       out[j++] = s;
       out[j++] = c > 0 ? s / c : 0;
-      out[j++] = m;
+      out[j++] = win[2];
     }
     if (def.role === 'l') {
       const f = r.fraud!;
       const base = o + I.fraud[def.name]!;
       for (let w = 0; w < 3; w++) {
         out[base + w] = f[w]!;
-        out[base + 3 + w] = f[w]! / Math.max(1, r.windows[LABEL_WINDOW_INDEX[w]!]![0]);
+        out[base + 3 + w] = f[w]! / Math.max(1, ws[LABEL_WINDOW_INDEX[w]!]![0]);
       }
     }
     if (def.role === 'a') {
-      r.distinct24!.forEach((d, i) => (out[o + I.distinct24 + i] = d));
-      r.distinct30!.forEach((d, i) => (out[o + I.distinct30 + i] = d));
-      r.firstSeen!.forEach((f, i) => (out[o + I.newDevice + i] = f));
-      const [c, s] = r.windows[5]!;
+      const d24 = r.distinct24!;
+      const d30 = r.distinct30!;
+      const fsn = r.firstSeen!;
+      for (let i = 0; i < d24.length; i++) out[o + I.distinct24 + i] = d24[i]!;
+      for (let i = 0; i < d30.length; i++) out[o + I.distinct30 + i] = d30[i]!;
+      for (let i = 0; i < fsn.length; i++) out[o + I.newDevice + i] = fsn[i]!;
+      const c = ws[5]![0];
+      const s = ws[5]![1];
       const amount = e.amount_minor;
       if (c > 0) {
         const mean = s / c;
@@ -149,5 +162,5 @@ export function assembleRow(
         out[o + I.geo] = Math.min(haversineKm(p.lat, p.lon, e.lat!, e.lon!) / hours, 20_000);
       }
     }
-  });
+  }
 }

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { Cluster, type Redis } from 'ioredis';
 import { fail, FraudstreamError } from '../lib/errors.js';
 import type { Label, ScoringEvent } from '../schemas/index.js';
-import { assembleRow, entityIds, type EntityRaw } from './assemble.js';
+import { assembleRow, entityIdsInto, type EntityRaw } from './assemble.js';
 import {
   applyEvent,
   applyFraudLabel,
@@ -699,11 +699,12 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
         const own = new Float32Array(n * cols);
         const duplicate = new Uint8Array(n);
         const late = new Uint8Array(n);
-        const idsOf: (string | null)[][] = new Array(n);
         // Per event and entity kind, the index of its state in `states` (-1: the event has none).
         // Cached states are found by kind and id; the others are read (or made) once each, by key.
         const E = ENTITIES.length;
         const at = new Int32Array(n * E);
+        /** Per event and entity kind, its id (null: none). */
+        const idsOf = new Array<string | null>(n * E);
         const states: EntityState[] = [];
         const missKeys: string[] = [];
         const missKinds: number[] = [];
@@ -711,10 +712,9 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
         const missAt: number[] = [];
         let missIndex: Map<string, number> | undefined;
         for (let r = 0; r < n; r++) {
-          const ids = entityIds(events[r]!);
-          idsOf[r] = ids;
+          entityIdsInto(events[r]!, idsOf, r * E);
           for (let k = 0; k < E; k++) {
-            const id = ids[k];
+            const id = idsOf[r * E + k];
             if (id === null || id === undefined) {
               at[r * E + k] = -1;
               continue;
@@ -753,7 +753,7 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
         for (let r = 0; r < n; r++) {
           const ev = events[r]!;
           const e = ev.event;
-          const ids = idsOf[r]!;
+          const ib = r * E;
           const acct = states[at[r * E]!]!;
           const acctKey = acct.k;
           const eid = e.event_id;
@@ -767,10 +767,10 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
           }
           if (e.event_time > watermark) watermark = e.event_time;
           // Account dimensions: instrument, merchant, device, destination, country (reused per event).
-          dims[0] = ids[1];
-          dims[1] = ids[4];
-          dims[2] = ids[2];
-          dims[3] = ids[5];
+          dims[0] = idsOf[ib + 1];
+          dims[1] = idsOf[ib + 4];
+          dims[2] = idsOf[ib + 2];
+          dims[3] = idsOf[ib + 5];
           dims[4] = e.country;
           let loc: [number, number] | null = null;
           if (e.lat !== null && e.lon !== null) {
