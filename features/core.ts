@@ -60,7 +60,10 @@ export interface EntityState {
   dt: number[][] | null;
   /** Account: latest located event. */
   loc: [lat: number, lon: number, t: number] | null;
-  /** Label-informed entities: confirmed frauds per label-time bucket, for the 24 h, 7 d, 30 d windows. */
+  /**
+   * Label-informed entities: confirmed frauds per label-time bucket, for the 24 h, 7 d, 30 d windows;
+   * null until the entity's first.
+   */
   l: Map<number, number>[] | null;
   /** Account: event ids seen -> the account's newest event time when it was seen (the dedupe set). */
   ids: Map<string, number> | null;
@@ -136,7 +139,7 @@ export function newState(role: EntityDef['role']): EntityState {
     d: role === 'a' ? Array.from({ length: NDIM }, () => new Map()) : null,
     dt: role === 'a' ? Array.from({ length: NDIM }, () => []) : null,
     loc: null,
-    l: role === 'l' ? [new Map(), new Map(), new Map()] : null,
+    l: null,
     ids: role === 'a' ? new Map() : null,
     used: 0,
     k: '',
@@ -379,21 +382,25 @@ export function applyEvent(
     } else raw.prevLocation = null;
   } else if (role === 'l') {
     const f = raw.fraud!;
-    for (let j = 0; j < 3; j++) {
-      const g = G[LG[j]!]!;
-      const n = g[1];
-      const B = floor(t / g[0]);
-      const lb = S.l![j]!;
-      let sum = 0;
-      if (lb.size !== 0) {
-        if (n <= lb.size) {
-          for (let k = B - n + 1; k <= B; k++) sum += lb.get(k) ?? 0;
-        } else {
-          for (const [k, c] of lb) if (k >= B - n + 1 && k <= B) sum += c;
+    const L = S.l;
+    // Most entities never have a confirmed fraud: no label maps until the first (applyFraudLabel).
+    if (L === null) f[0] = f[1] = f[2] = 0;
+    else
+      for (let j = 0; j < 3; j++) {
+        const g = G[LG[j]!]!;
+        const n = g[1];
+        const B = floor(t / g[0]);
+        const lb = L[j]!;
+        let sum = 0;
+        if (lb.size !== 0) {
+          if (n <= lb.size) {
+            for (let k = B - n + 1; k <= B; k++) sum += lb.get(k) ?? 0;
+          } else {
+            for (const [k, c] of lb) if (k >= B - n + 1 && k <= B) sum += c;
+          }
         }
+        f[j] = sum;
       }
-      f[j] = sum;
-    }
   }
 
   if (late) return false;
