@@ -67,6 +67,12 @@ export interface EntityState {
   l: Map<number, number>[] | null;
   /** Account: event ids seen -> the account's newest event time when it was seen (the dedupe set). */
   ids: Map<string, number> | null;
+  /**
+   * rememberId's bookkeeping (not stored): the first id of `ids` in its order and its time, so a call
+   * with nothing to forget does not start a walk; NaN: not known (walk once to learn it).
+   */
+  i0: number;
+  k0: string | null;
   /** Last use, for the engine's cache (not stored). */
   used: number;
   /** The engine's bookkeeping (not stored): the state's key in the engine's cache ('' until cached). */
@@ -141,6 +147,8 @@ export function newState(role: EntityDef['role']): EntityState {
     loc: null,
     l: null,
     ids: role === 'a' ? new Map() : null,
+    i0: NaN,
+    k0: null,
     used: 0,
     k: '',
     dirty: false,
@@ -486,13 +494,24 @@ export function seenBefore(S: EntityState, eventId: string, lim: EngineLimits): 
  */
 export function rememberId(S: EntityState, eventId: string, lim: EngineLimits): string[] {
   const now = S.mx ?? 0;
-  S.ids!.set(eventId, now);
-  let gone: string[] = NONE;
+  const ids = S.ids!;
+  if (ids.size === 0) {
+    S.k0 = eventId;
+    S.i0 = now;
+  } else if (eventId === S.k0) S.i0 = now;
+  ids.set(eventId, now);
   const before = now - lim.dedupeHorizonMs;
-  for (const [id, at] of S.ids!) {
+  // The walk below would stop at the first id: nothing to forget, no walk.
+  if (S.i0 >= before) return NONE;
+  let gone: string[] = NONE;
+  for (const [id, at] of ids) {
     // Insertion order is mostly time order: stop at the first id still inside the horizon.
-    if (at >= before) break;
-    S.ids!.delete(id);
+    if (at >= before) {
+      S.k0 = id;
+      S.i0 = at;
+      break;
+    }
+    ids.delete(id);
     if (gone === NONE) gone = [];
     gone.push(id);
   }
