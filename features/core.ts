@@ -115,8 +115,12 @@ const BUF_LEN = QRING + G[QW]![1];
 /** Ring slots over all windows. */
 const NSLOTS = G.reduce((t, [, n]) => t + n, 0);
 
-/** The bucket an occupied slot holds, in a window of n buckets whose newest is x. */
-const bucketOf = (x: number, slot: number, n: number) => x - ((((x - slot) % n) + n) % n);
+/**
+ * The bucket an occupied slot holds, in a window of n buckets whose newest is x. Buckets are whole
+ * numbers below 2^31 (the finest, 10 s, reaches it in the year 2650): int32 arithmetic, not a
+ * floating-point remainder.
+ */
+const bucketOf = (x: number, slot: number, n: number) => x - (((((x | 0) - slot) % n) + n) % n);
 /** A fresh buffer: every window without an event (X, Y NaN); ring slots are zero and unoccupied. */
 const EMPTY = new Float64Array(BUF_LEN);
 for (let i = 0; i < G.length; i++) EMPTY[i * HDR + X] = EMPTY[i * HDR + Y] = NaN;
@@ -580,11 +584,17 @@ class Writer {
   }
   varint(v: number) {
     const b = this.b;
-    while (v >= 128) {
+    // Above int32 (sums, times as doubles) in floating point; the rest, nearly all, in int32.
+    while (v >= 2147483648) {
       b[this.o++] = (v % 128) | 128;
       v = Math.floor(v / 128);
     }
-    b[this.o++] = v;
+    let u = v | 0;
+    while (u >= 128) {
+      b[this.o++] = (u & 127) | 128;
+      u >>>= 7;
+    }
+    b[this.o++] = u;
   }
   zigzag(v: number) {
     this.varint(zz(v));
@@ -601,7 +611,20 @@ class Writer {
   }
   str(v: string) {
     // A varint length of at most 2 bytes is reserved; ids are validated to 128 characters.
-    const len = this.b.write(v, this.o + 2, 'utf8');
+    const b = this.b;
+    const at = this.o + 2;
+    const n = v.length;
+    // ASCII (ids, codes: nearly always) byte by byte: a Buffer.write call per string costs more than
+    // the string on these short values. Anything else through Buffer.write (UTF-8).
+    let len = n;
+    for (let i = 0; i < n; i++) {
+      const c = v.charCodeAt(i);
+      if (c >= 0x80) {
+        len = b.write(v, at, 'utf8');
+        break;
+      }
+      b[at + i] = c;
+    }
     if (len >= 1 << 14) throw new Error(`a feature state value is ${len} bytes long`);
     this.b[this.o] = (len % 128) | 128;
     this.b[this.o + 1] = Math.floor(len / 128);
