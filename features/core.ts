@@ -9,6 +9,7 @@
  */
 import { DIMENSIONS, LABEL_WINDOW_INDEX, WINDOWS, type EntityDef } from './spec.js';
 import type { EntityRaw } from './assemble.js';
+import { writeUtf8 } from './writes.js';
 
 export const DAY_MS = 86_400_000;
 
@@ -611,20 +612,7 @@ class Writer {
   }
   str(v: string) {
     // A varint length of at most 2 bytes is reserved; ids are validated to 128 characters.
-    const b = this.b;
-    const at = this.o + 2;
-    const n = v.length;
-    // ASCII (ids, codes: nearly always) byte by byte: a Buffer.write call per string costs more than
-    // the string on these short values. Anything else through Buffer.write (UTF-8).
-    let len = n;
-    for (let i = 0; i < n; i++) {
-      const c = v.charCodeAt(i);
-      if (c >= 0x80) {
-        len = b.write(v, at, 'utf8');
-        break;
-      }
-      b[at + i] = c;
-    }
+    const len = writeUtf8(this.b, v, this.o + 2);
     if (len >= 1 << 14) throw new Error(`a feature state value is ${len} bytes long`);
     this.b[this.o] = (len % 128) | 128;
     this.b[this.o + 1] = Math.floor(len / 128);

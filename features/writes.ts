@@ -7,6 +7,21 @@ import type { ScoringEvent } from '../schemas/index.js';
 import type { HeldRow } from './core.js';
 
 /**
+ * Writes `s` as UTF-8 into `b` at `at` and returns the bytes written. ASCII (ids, keys, codes, TTLs:
+ * nearly always) byte by byte: a Buffer#write call costs more than one of these short strings. Any
+ * other string goes through Buffer#write. Like it, writes nothing past the buffer's end.
+ */
+export function writeUtf8(b: Buffer, s: string, at: number): number {
+  const n = s.length;
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0x80) return b.write(s, at, 'utf8');
+    b[at + i] = c;
+  }
+  return n;
+}
+
+/**
  * One write of a flush: an entity state, an account's held dedupe rows and label lookups (taken from
  * it whole, to hold again if the write fails; copied into the write's blob), or a consumed
  * lookup.
@@ -220,15 +235,16 @@ export function encodeOps(ops: readonly Op[], f: RecordFormat, chunk = WRITE_CHU
   };
   /** Kind, key length and key (`a` + `c` + `d`): returns where the value's length goes. */
   const head = (kind: number, a: string, c: string, d: string) => {
-    let kl = b.write(a, o + 5, 'utf8');
-    if (c) kl += b.write(c, o + 5 + kl, 'latin1');
-    if (d) kl += b.write(d, o + 5 + kl, 'utf8');
+    let kl = writeUtf8(b, a, o + 5);
+    if (c) kl += writeUtf8(b, c, o + 5 + kl);
+    if (d) kl += writeUtf8(b, d, o + 5 + kl);
     b[o] = kind;
     b.writeUInt32LE(kl, o + 1);
     o += 5 + kl;
   };
   const ttl = (t: string) => {
-    b[o] = b.write(t, o + 1, 'latin1');
+    // A TTL is ASCII digits: its length in bytes is its length.
+    b[o] = writeUtf8(b, t, o + 1);
     o += 1 + t.length;
   };
   for (const op of ops) {
@@ -262,7 +278,7 @@ export function encodeOps(ops: readonly Op[], f: RecordFormat, chunk = WRITE_CHU
       if (typeof ev === 'string') {
         room(keyMax + 3 * id.length + 3 * ev.length + 4 + f.lblTtl.length);
         head(1, acct, ':lbl:', id);
-        const vl = b.write(ev, o + 4, 'utf8');
+        const vl = writeUtf8(b, ev, o + 4);
         b.writeUInt32LE(vl, o);
         o += 4 + vl;
       } else {
@@ -277,13 +293,13 @@ export function encodeOps(ops: readonly Op[], f: RecordFormat, chunk = WRITE_CHU
         );
         head(1, acct, ':lbl:', id);
         let v = o + 4;
-        v += b.write(m, v, 'utf8');
+        v += writeUtf8(b, m, v);
         b[v++] = 9;
-        v += b.write(d, v, 'utf8');
+        v += writeUtf8(b, d, v);
         b[v++] = 9;
-        v += b.write(ds, v, 'utf8');
+        v += writeUtf8(b, ds, v);
         b[v++] = 9;
-        v += b.write(t, v, 'latin1');
+        v += writeUtf8(b, t, v);
         b.writeUInt32LE(v - o - 4, o);
         o = v;
       }
