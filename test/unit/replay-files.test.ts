@@ -1,11 +1,11 @@
-import { copyFileSync, mkdtempSync, statSync, truncateSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { formatProgress } from '../../cli/progress.js';
 import { isFraudstreamError } from '../../lib/errors.js';
-import { countContainerRecords, mergeChunksByEventTime } from '../../replay/index.js';
+import { countContainerRecords, mergeChunksByEventTime, readEvents } from '../../replay/index.js';
 import { createSchemaCatalog, readContainer, type ScoringEvent } from '../../schemas/index.js';
 import { STREAM_FILES, writeSimulationFiles } from '../../simulator/index.js';
 
@@ -56,6 +56,43 @@ describe('container files: record count from block headers', () => {
       expect(isFraudstreamError(err, 'BAD_INPUT_FILE'), `cut ${cut}`).toBe(true);
       expect((err as Error).message).toContain(`cut-${cut}.avro`);
     }
+  });
+
+  it('fails, naming the file, on bytes garbled inside a block (which block headers cannot see)', async () => {
+    const src = join(dir, STREAM_FILES.payments);
+    const bytes = readFileSync(src);
+    const mid = bytes.length >> 1;
+    for (let i = mid; i < mid + 200; i++) bytes[i] = (bytes[i]! * 7 + 13) & 0xff;
+    const bad = mkdtempSync(join(tmpdir(), 'fs-garbled-'));
+    for (const f of [STREAM_FILES.payments, STREAM_FILES.withdrawals])
+      copyFileSync(join(dir, f), join(bad, f));
+    writeFileSync(join(bad, STREAM_FILES.payments), bytes);
+    let n = 0;
+    let err: unknown;
+    try {
+      for await (const _ of readEvents(bad, createSchemaCatalog())) n++;
+    } catch (e) {
+      err = e;
+    }
+    expect(isFraudstreamError(err, 'BAD_INPUT_FILE')).toBe(true);
+    expect((err as Error).message).toContain(join(bad, STREAM_FILES.payments));
+    // It read the records before the damage, then stopped there.
+    expect(n).toBeGreaterThan(0);
+  });
+
+  it('stops reading when the reader stops early, and a new read starts from the first record', async () => {
+    const catalog = createSchemaCatalog();
+    const first: string[] = [];
+    for await (const e of readEvents(dir, catalog)) {
+      first.push(e.event.event_id);
+      if (first.length === 10) break;
+    }
+    const again: string[] = [];
+    for await (const e of readEvents(dir, catalog)) {
+      again.push(e.event.event_id);
+      if (again.length === 10) break;
+    }
+    expect(again).toEqual(first);
   });
 });
 
