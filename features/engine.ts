@@ -86,6 +86,12 @@ export interface FeatureEngineOptions {
    * keep no label lookup. Unset: every event keeps one (live, where labels are not known ahead).
    */
   labelledEvents?: ReadonlySet<string>;
+  /**
+   * The event ids that may be seen more than once (replay reads its whole input first): a superset is
+   * fine, a missing one is not. Other events keep no dedupe record (id and row): none can repeat them.
+   * Only with `fresh` (a stored state may have seen any id). Unset: every event keeps one (live).
+   */
+  repeatableEvents?: { has(eventId: string): boolean };
   /** Entity states kept in this process (least recently used are dropped first). Default 200,000. */
   maxCachedEntities?: number;
   /**
@@ -184,6 +190,9 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
   };
   let fresh = opts.fresh ?? false;
   const labelled = opts.labelledEvents;
+  const repeatable = opts.repeatableEvents;
+  if (repeatable && !fresh)
+    fail('BAD_CONFIG', 'repeatableEvents needs a fresh namespace: a stored state may have seen any id');
   /** Entity keys changed since the last flush (each once: its state's `dirty` flag is set). */
   let dirty: string[] = [];
   const markDirty = (key: string, s: EntityState) => {
@@ -757,7 +766,9 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
           const acct = states[at[r * E]!]!;
           const acctKey = acct.k;
           const eid = e.event_id;
-          if (seenBefore(acct, eid, lim)) {
+          // An id that cannot repeat needs no dedupe record: not looked up, not remembered, no row.
+          const track = repeatable === undefined || repeatable.has(eid);
+          if (track && seenBefore(acct, eid, lim)) {
             duplicate[r] = 1;
             const held = acct.rows!.get(eid);
             if (held) {
@@ -801,12 +812,14 @@ export function createFeatureEngine(opts: FeatureEngineOptions): FeatureEngine {
           // The dedupe record: the late flag and the row, returned unchanged for a repeated event_id.
           const rows = acct.rows!;
           // Write-through holds only what is not yet written: older rows are in Redis, with a TTL.
-          for (const g of rememberId(acct, eid, lim)) rows.delete(g);
+          if (track) for (const g of rememberId(acct, eid, lim)) rows.delete(g);
+          const lookup = !isLate && (labelled === undefined || labelled.has(eid));
           // Nothing held yet since the last write: the account joins the next write's list.
-          if (mode !== 'behind' && rows.size === 0 && acct.lb!.size === 0) dirtyAccounts.push(acctKey);
+          if (mode !== 'behind' && (track || lookup) && rows.size === 0 && acct.lb!.size === 0)
+            dirtyAccounts.push(acctKey);
           markDirty(acctKey, acct);
-          rows.set(eid, holdRow(own, r * cols, late[r]!));
-          if (!isLate && (labelled === undefined || labelled.has(eid))) {
+          if (track) rows.set(eid, holdRow(own, r * cols, late[r]!));
+          if (lookup) {
             acct.lb!.set(eid, ev);
             if (mode === 'behind') pruneLookups(acct.lb!);
           }

@@ -155,6 +155,8 @@ async function propertyAgainstReference(
     maxCachedEntities?: number;
     /** Tell the engine which events will be labelled FRAUD (as replay does). */
     knownLabels?: boolean;
+    /** Tell the engine which event ids occur more than once (as replay does; a fresh namespace). */
+    knownRepeats?: boolean;
   } = {},
 ) {
   let run = 0;
@@ -162,6 +164,10 @@ async function propertyAgainstReference(
     fc.asyncProperty(streamArb(scale), async (batches) => {
       const lateness = 2 * HOUR * scale;
       const prefix = `${ns}:r${run++}:`;
+      const seen = new Set<string>();
+      const repeats = new Set<string>();
+      for (const b of batches)
+        for (const e of b.events) (seen.has(e.event.event_id) ? repeats : seen).add(e.event.event_id);
       const open = () =>
         createFeatureEngine({
           redis: client,
@@ -174,6 +180,7 @@ async function propertyAgainstReference(
                 batches.flatMap((b) => b.labels.filter((l) => l.label === 'FRAUD').map((l) => l.event_id)),
               )
             : undefined,
+          ...(opts.knownRepeats ? { repeatableEvents: repeats, fresh: true } : {}),
         });
       let engine = open();
       const ref = createReferenceEngine({ allowedLatenessMs: lateness });
@@ -296,6 +303,25 @@ describe('feature engine on a real Redis', () => {
     expect(Array.from(again.matrix)).toEqual(Array.from(first.matrix.subarray(first.cols, 2 * first.cols)));
     const next = await fe.computeBatch([pay('d3', T0 + 2 * MIN, 300)]);
     expect(next.matrix[col('account_count_1h')]).toBe(2);
+  });
+
+  it('keeps dedupe records only for the ids it is told can repeat', async () => {
+    // Replay tells the engine which ids occur more than once: the others keep no record. The hint must
+    // hold every repeated id: here it holds none, so the repeat goes through as a new event.
+    await expect(async () =>
+      createFeatureEngine({ redis: r, prefix: `${ns}:rp0:`, repeatableEvents: new Set() }),
+    ).rejects.toMatchObject({ code: 'FS_ERR_BAD_CONFIG' });
+    const opts = { redis: r, writeMode: 'behind' as const, fresh: true };
+    const told = createFeatureEngine({ ...opts, prefix: `${ns}:rp1:`, repeatableEvents: new Set(['d2']) });
+    const untold = createFeatureEngine({ ...opts, prefix: `${ns}:rp2:`, repeatableEvents: new Set() });
+    for (const fe of [told, untold]) await fe.computeBatch([pay('d1', T0, 100), pay('d2', T0 + MIN, 200)]);
+    const a = await told.computeBatch([pay('d2', T0 + MIN, 200)]);
+    const b = await untold.computeBatch([pay('d2', T0 + MIN, 200)]);
+    expect([a.duplicate[0], b.duplicate[0]]).toEqual([1, 0]);
+    expect(a.matrix[col('account_count_1h')]).toBe(1); // d1, as d2 first saw it
+    expect(b.matrix[col('account_count_1h')]).toBe(2); // d1 and d2: counted again
+    await told.close({ flush: false });
+    await untold.close({ flush: false });
   });
 
   it('scores a too-late event without adding it, and flags it', async () => {
@@ -645,10 +671,12 @@ describe('feature engine on a real Redis', () => {
     await propertyAgainstReference(r, `${ns}:behind`, Number(process.env.FS_PROPERTY_RUNS ?? 40), 1, {
       writeMode: 'behind',
     });
-    // As replay runs it: the labels known in advance, lookups kept for their events only.
+    // As replay runs it: the labels and the repeated ids known in advance, lookups kept for the
+    // labelled events only and dedupe records for the repeated ids only.
     await propertyAgainstReference(r, `${ns}:known`, Number(process.env.FS_PROPERTY_RUNS ?? 40), 1, {
       writeMode: 'behind',
       knownLabels: true,
+      knownRepeats: true,
     });
     const fe = createFeatureEngine({ redis: r, prefix: `${ns}:wb:`, writeMode: 'behind', fresh: true });
     await fe.computeBatch([pay('wb1', T0, 100), pay('wb2', T0 + MIN, 200)]);
@@ -664,6 +692,13 @@ describe('feature engine on a real Redis', () => {
     await propertyAgainstReference(r, `${ns}:evict`, Number(process.env.FS_PROPERTY_RUNS ?? 40), 1, {
       writeMode: 'behind',
       maxCachedEntities: 3,
+    });
+    // And as replay runs it, with dedupe records for the repeated ids only.
+    await propertyAgainstReference(r, `${ns}:evict2`, Number(process.env.FS_PROPERTY_RUNS ?? 40), 1, {
+      writeMode: 'behind',
+      maxCachedEntities: 3,
+      knownLabels: true,
+      knownRepeats: true,
     });
   });
 
