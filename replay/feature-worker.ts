@@ -3,6 +3,7 @@
  * production feature engine, in event order, applying the labels between batches exactly where a
  * one-thread replay applies them, and hands each matrix to the main thread.
  */
+import { join } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Cluster, Redis } from 'ioredis';
 import { createFeatureEngine, type FeatureEngine } from '../features/index.js';
@@ -10,8 +11,10 @@ import { fail } from '../lib/errors.js';
 import { toWire } from '../lib/threads.js';
 import { createSchemaCatalog } from '../schemas/catalog.js';
 import type { Label, ScoringEvent } from '../schemas/index.js';
+import { STREAM_FILES } from '../simulator/index.js';
 import type { FeatureThreadInput, FromWorker, RedisSpec, ToWorker } from './feature-thread.js';
-import { readEventChunks } from './files.js';
+import { countContainerRecords, readEventChunks } from './files.js';
+import { repeatableFromBits, repeatableIn, scanRepeatableIds, type RepeatableIds } from './ids.js';
 
 const input = workerData as FeatureThreadInput;
 const port = parentPort!;
@@ -101,6 +104,17 @@ try {
   redis = await connect(input.redis);
   // Replay owns its namespace and has just cleared it: the states live in this thread (write-behind)
   // and nothing needs reading back. The arithmetic is the scorer's (features/core.ts).
+  // Dedupe records only for the ids that can repeat: the input is read once for them first.
+  let repeatable: RepeatableIds | undefined;
+  const src = input.source;
+  if ('dir' in src) {
+    const paths = [STREAM_FILES.payments, STREAM_FILES.withdrawals].map((f) => join(src.dir, f));
+    const bits = scanRepeatableIds(
+      paths,
+      paths.map(countContainerRecords).reduce((a, b) => a + b, 0),
+    );
+    if (bits) repeatable = repeatableFromBits(bits);
+  } else repeatable = repeatableIn(src.events);
   features = createFeatureEngine({
     redis,
     prefix: input.prefix,
@@ -109,6 +123,7 @@ try {
     ...(input.maxCachedEntities !== undefined ? { maxCachedEntities: input.maxCachedEntities } : {}),
     // The labels are all known here: only their events need a label lookup held.
     labelledEvents: new Set(input.labels.filter((l) => l.label === 'FRAUD').map((l) => l.event_id)),
+    ...(repeatable ? { repeatableEvents: repeatable } : {}),
   });
   const done = await run(features);
   // The namespace is about to be deleted: nothing to write back.

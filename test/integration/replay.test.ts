@@ -125,6 +125,44 @@ describe('replay over container files, on the real Redis', () => {
     expect(html).not.toMatch(/<script|src=|href=/);
   });
 
+  it('decides a re-sent event as its first, and every other event as in the history without it', async () => {
+    // Replay reads which ids its input repeats before it starts, and keeps dedupe records for those
+    // only: a re-sent event must still be found, and must change nothing after it.
+    const dir = mkdtempSync(join(tmpdir(), 'fs-replay-dup-'));
+    for (const f of [STREAM_FILES.labels, STREAM_FILES.scenarios, STREAM_FILES.withdrawals])
+      copyFileSync(join(inDir, f), join(dir, f));
+    const type = schemas.catalog.reader(RecordNames.PaymentEvent);
+    const pays: PaymentEvent[] = [];
+    for await (const p of readContainer<PaymentEvent>(join(inDir, STREAM_FILES.payments), type)) pays.push(p);
+    const w = createContainerWriter<PaymentEvent>(join(dir, STREAM_FILES.payments), type);
+    let resent = 0;
+    for (let i = 0; i < pays.length; i++) {
+      await w.append(pays[i]!);
+      if (i % 40 === 0) {
+        await w.append(pays[i]!); // the same event again, straight after: the file stays in order
+        resent++;
+      }
+    }
+    await w.close();
+    const [clean, dup] = [0, 1].map(() => mkdtempSync(join(tmpdir(), 'fs-replay-out-')));
+    await runReplay({ ...base(clean!), inDir, champion });
+    await runReplay({ ...base(dup!), inDir: dir, champion });
+    const dc = await decisions(join(clean!, 'decisions.avro'));
+    const dd = await decisions(join(dup!, 'decisions.avro'));
+    expect(resent).toBeGreaterThan(50);
+    expect(dd.length).toBe(dc.length + resent);
+    const again = (i: number) => i > 0 && dd[i]!.event_id === dd[i - 1]!.event_id;
+    let repeats = 0;
+    dd.forEach((d, i) => {
+      if (!again(i)) return;
+      repeats++;
+      expect([d.score, d.outcome]).toEqual([dd[i - 1]!.score, dd[i - 1]!.outcome]);
+    });
+    expect(repeats).toBe(resent);
+    const key = (d: Decision) => [d.event_id, d.score, d.outcome];
+    expect(dd.filter((_, i) => !again(i)).map(key)).toEqual(dc.map(key));
+  });
+
   it('walks the keyspace once when its feature thread wrote nothing to Redis, twice when it evicted states', async () => {
     // Counts the namespace clears it is asked for: a SCAN from cursor 0 starts one.
     const counting = new Redis(REDIS_URL, { lazyConnect: true });
