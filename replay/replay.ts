@@ -224,7 +224,11 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayResult> {
   const started = performance.now();
   try {
     decisionsOut = decStage
-      ? createContainerWriter<Decision>(decStage.tmp, catalog.reader(RecordNames.Decision))
+      ? createContainerWriter<Decision>(decStage.tmp, catalog.reader(RecordNames.Decision), {
+          // The fastest deflate: a quarter bigger, and about 1 µs of CPU per event less than zlib's
+          // default, on two cores the feature thread shares (docs/replay.md).
+          deflateLevel: 1,
+        })
       : undefined;
     featOut = featStage
       ? createFeatureFileWriter(featStage.tmp, features.names, {

@@ -6,7 +6,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { formatProgress } from '../../cli/progress.js';
 import { isFraudstreamError } from '../../lib/errors.js';
 import { countContainerRecords, mergeChunksByEventTime, readEvents } from '../../replay/index.js';
-import { createSchemaCatalog, readContainer, type ScoringEvent } from '../../schemas/index.js';
+import { createSchemaCatalog, readContainer, RecordNames, type ScoringEvent } from '../../schemas/index.js';
 import { STREAM_FILES, writeSimulationFiles } from '../../simulator/index.js';
 
 describe('container files: record count from block headers', () => {
@@ -38,6 +38,37 @@ describe('container files: record count from block headers', () => {
     let n = 0;
     for await (const _ of readContainer(p, catalog.reader(RecordNames.Label))) n++;
     expect(n).toBe(0);
+  });
+
+  it('writes deflate at the level asked (replay: 1, the fastest), which reads back the same', async () => {
+    const { createContainerWriter } = await import('../../schemas/index.js');
+    const src = join(dir, STREAM_FILES.payments);
+    const records: object[] = [];
+    for await (const r of readContainer<object>(src)) records.push(r);
+    const out = mkdtempSync(join(tmpdir(), 'fs-level-'));
+    const sizes: number[] = [];
+    for (const level of [1, 9]) {
+      const p = join(out, `l${level}.avro`);
+      const w = createContainerWriter<object>(p, createSchemaCatalog().reader(RecordNames.PaymentEvent), {
+        deflateLevel: level,
+      });
+      await w.appendAll(records);
+      await w.close();
+      sizes.push(statSync(p).size);
+      const back: object[] = [];
+      for await (const r of readContainer<object>(p)) back.push(r);
+      expect(back).toEqual(records);
+    }
+    expect(sizes[0]).toBeGreaterThan(sizes[1]!);
+    let err: unknown;
+    try {
+      createContainerWriter(join(out, 'bad.avro'), createSchemaCatalog().reader(RecordNames.PaymentEvent), {
+        deflateLevel: 0,
+      });
+    } catch (e) {
+      err = e;
+    }
+    expect(isFraudstreamError(err, 'BAD_CONFIG')).toBe(true);
   });
 
   it('fails on a file cut inside a block or its sync marker, naming the file', () => {
