@@ -47,18 +47,47 @@ const Y = 4;
 const X = 5;
 const K = 6;
 
+/**
+ * An account's values of one dimension, in three arrays in the order of when each was last seen,
+ * oldest first: the distinct counts of a window are two binary searches on `t`, and a value is found by
+ * comparing hashes (numbers side by side) before strings, newest first, where the next event's value
+ * nearly always is. Forgetting drops a prefix. (Two maps per dimension before: a lookup and an update
+ * per value and event, each reaching into memory the rest of the state does not share.)
+ */
+export interface DimValues {
+  /** When each value was last seen, ascending. */
+  t: number[];
+  v: string[];
+  /** hashString of each value. */
+  h: number[];
+}
+
+/** A string's 32-bit hash: FNV-1a over its UTF-16 code units, then murmur3's finalizer. */
+export function hashString(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  return fmix32(h);
+}
+
+/** murmur3's 32-bit finalizer (FNV alone clusters on ids that differ in their last characters). */
+export function fmix32(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
 export interface EntityState {
   /** Newest event time added; null before the first. */
   mx: number | null;
   /** The windows: headers and rings (layout above). */
   b: Float64Array;
-  /** Account: per dimension (instrument, merchant, device, destination, country) value -> latest time. */
-  d: Map<string, number>[] | null;
   /**
-   * Account: per dimension, the times of `d` (one per value) in ascending order, kept beside it so a
-   * distinct count is two binary searches instead of a walk over every value (derived: not stored).
+   * Account: per dimension (instrument, merchant, device, destination, country), the values seen and
+   * when each was last seen, oldest first (DimValues).
    */
-  dt: number[][] | null;
+  d: DimValues[] | null;
   /** Account: latest located event. */
   loc: [lat: number, lon: number, t: number] | null;
   /**
@@ -147,8 +176,7 @@ export function newState(role: EntityDef['role']): EntityState {
   return {
     mx: null,
     b: newBuf(),
-    d: role === 'a' ? Array.from({ length: NDIM }, () => new Map()) : null,
-    dt: role === 'a' ? Array.from({ length: NDIM }, () => []) : null,
+    d: role === 'a' ? Array.from({ length: NDIM }, newDim) : null,
     loc: null,
     l: null,
     ids: role === 'a' ? new Map() : null,
@@ -192,8 +220,10 @@ export function newRaw(): EntityRaw {
 const acc = new Float64Array(5);
 /** applyEvent's scratch: each window's bucket of the event. */
 const Bs = new Float64Array(G.length);
-/** applyEvent's scratch: per account dimension, when the event's value was last seen (NaN: never). */
-const seen = new Float64Array(NDIM);
+/** applyEvent's scratch: per account dimension, where the event's value is in DimValues (-1: not there). */
+const seenAt = new Int32Array(NDIM);
+/** applyEvent's scratch: per account dimension, the hash of the event's value. */
+const hashes = new Float64Array(NDIM);
 
 /** The index of the first time in ascending `ts` at or after `v` (ts.length: none). */
 function lowerBound(ts: readonly number[], v: number): number {
@@ -207,31 +237,61 @@ function lowerBound(ts: readonly number[], v: number): number {
   return lo;
 }
 
-/** Adds `t` to ascending `ts` (in event order: at the end). */
-function insertTime(ts: number[], t: number): void {
-  let k = ts.length;
-  ts.push(t);
-  for (; k > 0 && ts[k - 1]! > t; k--) ts[k] = ts[k - 1]!;
-  ts[k] = t;
+const newDim = (): DimValues => ({ t: [], v: [], h: [] });
+
+/** Adds a value last seen at `t`, keeping the order (in event order: at the end). */
+function insertDim(D: DimValues, t: number, v: string, h: number): void {
+  const T = D.t;
+  const V = D.v;
+  const H = D.h;
+  let k = T.length;
+  T.push(t);
+  V.push(v);
+  H.push(h);
+  for (; k > 0 && T[k - 1]! > t; k--) {
+    T[k] = T[k - 1]!;
+    V[k] = V[k - 1]!;
+    H[k] = H[k - 1]!;
+  }
+  T[k] = t;
+  V[k] = v;
+  H[k] = h;
 }
 
-/** Replaces one `old` in ascending `ts` with the later `t`, keeping the order (no allocation). */
-function moveTime(ts: number[], old: number, t: number): void {
-  let k = lowerBound(ts, old);
-  for (; k + 1 < ts.length && ts[k + 1]! <= t; k++) ts[k] = ts[k + 1]!;
-  ts[k] = t;
+/** Moves value j to its new, later time `t`, keeping the order. */
+function moveDim(D: DimValues, j: number, t: number): void {
+  const T = D.t;
+  const V = D.v;
+  const H = D.h;
+  const v = V[j]!;
+  const h = H[j]!;
+  let k = j;
+  for (; k + 1 < T.length && T[k + 1]! <= t; k++) {
+    T[k] = T[k + 1]!;
+    V[k] = V[k + 1]!;
+    H[k] = H[k + 1]!;
+  }
+  T[k] = t;
+  V[k] = v;
+  H[k] = h;
 }
 
-/** Drops the times before `t` from ascending `ts`. */
-function dropTimesBefore(ts: number[], t: number): void {
-  const p = lowerBound(ts, t);
+/** Forgets the values last seen before `t`. */
+function dropDimBefore(D: DimValues, t: number): void {
+  const T = D.t;
+  const p = lowerBound(T, t);
   if (p === 0) return;
-  for (let k = p; k < ts.length; k++) ts[k - p] = ts[k]!;
-  ts.length -= p;
+  for (const a of [T, D.v, D.h] as unknown[][]) {
+    for (let k = p; k < a.length; k++) a[k - p] = a[k];
+    a.length -= p;
+  }
 }
 
-/** `d`'s times in ascending order (EntityState.dt). */
-const timesOf = (m: Map<string, number>): number[] => [...m.values()].sort((a, b) => a - b);
+/** DimValues from (value, time) pairs in any order (a stored state), oldest first. */
+function dimFrom(pairs: readonly (readonly [string, number])[]): DimValues {
+  const sorted = pairs.slice().sort((a, b) => a[1] - b[1]);
+  return { t: sorted.map((p) => p[1]), v: sorted.map((p) => p[0]), h: sorted.map((p) => hashString(p[0])) };
+}
 
 /**
  * Count, sum, max (and its bucket), sum of squares over the window's buckets in [lo, hi], into `acc`.
@@ -375,16 +435,26 @@ export function applyEvent(
     const d30 = raw.distinct30!;
     const fsn = raw.firstSeen!;
     for (let i = 0; i < NDIM; i++) {
-      const dm = S.d![i]!;
-      const ts = S.dt![i]!;
+      const D = S.d![i]!;
+      const ts = D.t;
       d24[i] = ts.length - lowerBound(ts, start24);
       d30[i] = ts.length - lowerBound(ts, start30);
-      // One lookup per value, kept for the update below (NaN: not seen).
+      // One search per value, newest first, its place kept for the update below (-1: not seen).
       const v = dims?.[i];
-      const old = v ? dm.get(v) : undefined;
-      seen[i] = old === undefined ? NaN : old;
+      let j = -1;
+      if (v) {
+        const h = hashString(v);
+        hashes[i] = h;
+        const H = D.h;
+        for (let k = H.length - 1; k >= 0; k--)
+          if (H[k] === h && D.v[k] === v) {
+            j = k;
+            break;
+          }
+      }
+      seenAt[i] = j;
       // New device, destination, country (dimensions 2, 3, 4).
-      if (i >= 2) fsn[i - 2] = v && old === undefined ? 1 : 0;
+      if (i >= 2) fsn[i - 2] = v && j < 0 ? 1 : 0;
     }
     const pl = S.loc;
     if (pl) {
@@ -453,24 +523,15 @@ export function applyEvent(
   if (role === 'a') {
     const forget = newMax - keepMs(lateness);
     for (let i = 0; i < NDIM; i++) {
-      const dm = S.d![i]!;
-      const ts = S.dt![i]!;
+      const D = S.d![i]!;
       const v = dims?.[i];
       if (v) {
-        const old = seen[i]!;
-        if (Number.isNaN(old)) {
-          dm.set(v, t);
-          insertTime(ts, t);
-        } else if (t > old) {
-          dm.set(v, t);
-          moveTime(ts, old, t);
-        }
+        const j = seenAt[i]!;
+        if (j < 0) insertDim(D, t, v, hashes[i]!);
+        else if (t > D.t[j]!) moveDim(D, j, t);
       }
       // Forget values not seen for longer than the longest window plus the lateness.
-      if (ts.length !== 0 && ts[0]! < forget) {
-        for (const [k, lt] of dm) if (lt < forget) dm.delete(k);
-        dropTimesBefore(ts, forget);
-      }
+      if (D.t.length !== 0 && D.t[0]! < forget) dropDimBefore(D, forget);
     }
     const loc = ev.loc;
     if (loc && (!S.loc || t >= S.loc[2])) {
@@ -547,7 +608,8 @@ export function applyFraudLabel(S: EntityState, labelledAt: number, latenessMs: 
 //   u8 2 | u8 flags (1 mx, 2 dims, 4 location, 8 label buckets, 16 ids) | [f64 mx]
 //   per window: varint(x + 1) (0: none) | num c, s, q, m | varint y: 0 none, else bucket(y) + 1 |
 //     varint occupied-slot bits | per set bit, low first: bucket(key), num count, sum, max, sumsq
-//   dims: per dimension varint n | n × (varint byte length, utf-8 value, time)
+//   dims: per dimension varint n | n × (varint byte length, utf-8 value, time), oldest first (read in
+//     any order: earlier writers kept first-seen order)
 //   location: f64 lat, f64 lon, time
 //   label buckets: per label window varint n | n × (zigzag varint bucket, num count)
 //   ids: varint n | n × (varint byte length, utf-8 id, time of the account's newest event when seen)
@@ -563,7 +625,11 @@ function v2Bound(S: EntityState): number {
     n += 10;
     for (const k of m.keys()) n += 10 + 3 * k.length + 10;
   };
-  if (S.d) for (const m of S.d) str(m);
+  if (S.d)
+    for (const D of S.d) {
+      n += 10;
+      for (const k of D.v) n += 10 + 3 * k.length + 10;
+    }
   if (S.l) for (const m of S.l) n += 10 + m.size * 28;
   if (S.ids) str(S.ids);
   return n;
@@ -711,7 +777,14 @@ export function encodeState(S: EntityState): Buffer {
       w.zigzag(mx - t);
     }
   };
-  if (S.d) for (const m of S.d) strMap(m);
+  if (S.d)
+    for (const D of S.d) {
+      w.varint(D.t.length);
+      for (let k = 0; k < D.t.length; k++) {
+        w.str(D.v[k]!);
+        w.zigzag(mx - D.t[k]!);
+      }
+    }
   if (S.loc) {
     w.f64(S.loc[0]);
     w.f64(S.loc[1]);
@@ -779,11 +852,8 @@ export function decodeState(data: Buffer | string, role: EntityDef['role']): Ent
     return m;
   };
   if (flags & 2) {
-    const dm = Array.from({ length: NDIM }, strMap);
-    if (S.d) {
-      S.d = dm;
-      S.dt = dm.map(timesOf);
-    }
+    const dm = Array.from({ length: NDIM }, () => dimFrom([...strMap()]));
+    if (S.d) S.d = dm;
   }
   if (flags & 4) {
     const lat = rd.f64();
@@ -851,10 +921,7 @@ function decodeStateV1(text: string, role: EntityDef['role']): EntityState {
     b[h + X] = x ?? NaN;
     b[h + K] = k;
   });
-  if (j.d && S.d) {
-    S.d = j.d.map((pairs) => new Map(pairs));
-    S.dt = S.d.map(timesOf);
-  }
+  if (j.d && S.d) S.d = j.d.map(dimFrom);
   S.loc = j.loc ?? null;
   if (j.l) S.l = j.l.map((pairs) => new Map(pairs));
   if (j.ids && S.ids) S.ids = new Map(j.ids);

@@ -14,26 +14,12 @@
  */
 import { closeSync, openSync, readSync } from 'node:fs';
 import { inflateRawSync } from 'node:zlib';
+import { fmix32 as fmix, hashString as hashId } from '../features/core.js';
 import type { ScoringEvent } from '../schemas/index.js';
 
 /** What the feature engine asks, and the bits a worker can be sent (bit h & mask: hash h seen twice). */
 export interface RepeatableIds {
   has(eventId: string): boolean;
-}
-
-/** FNV-1a over the UTF-16 code units, then murmur3's finalizer (FNV alone clusters on ids like these). */
-export function hashId(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
-  return fmix(h);
-}
-
-function fmix(h: number): number {
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  return (h ^ (h >>> 16)) >>> 0;
 }
 
 /** The hash set: bit (hash & mask) of `bits` set for every hash seen at least twice. */

@@ -84,6 +84,43 @@ describe('feature state storage form (v2 binary)', () => {
   });
 });
 
+describe("an account's dimension values", () => {
+  it('are read in any stored order, and count and find values as when kept in order', () => {
+    // Writers before DimValues stored a dimension's values in first-seen order, not by time.
+    const HOUR = 3_600_000;
+    const v1 = JSON.stringify({
+      v: 1,
+      mx: T0 + 3 * HOUR,
+      w: [0, 1, 2, 3, 4, 5].map(() => [0, 0, 0, 0, null, null, []]),
+      d: [
+        [],
+        [
+          ['m-late', T0 + 3 * HOUR],
+          ['m-old', T0 - 40 * HOUR],
+          ['m-mid', T0 + HOUR],
+        ],
+        [],
+        [],
+        [],
+      ],
+    });
+    const S = decodeState(v1, 'a');
+    const raw = newRaw();
+    const at = (t: number, merchant: string) => {
+      applyEvent(S, 'a', { t, amount: 1, dims: [null, merchant, null, null, null] }, lim, raw);
+      return [raw.distinct24![1], raw.distinct30![1]];
+    };
+    // 24 h back from T0 + 4 h: m-late and m-mid; 30 days: all three.
+    expect(at(T0 + 4 * HOUR, 'm-old')).toEqual([2, 3]);
+    // m-old was found and moved to now (not added again); a new merchant counts from the next event.
+    expect(at(T0 + 5 * HOUR, 'm-new')).toEqual([3, 3]);
+    expect(at(T0 + 6 * HOUR, 'm-new')).toEqual([4, 4]);
+    const back = decodeState(encodeState(S), 'a');
+    expect(back.d![1]!.v).toEqual(['m-mid', 'm-late', 'm-old', 'm-new']);
+    expect(back.d![1]!.t).toEqual([T0 + HOUR, T0 + 3 * HOUR, T0 + 4 * HOUR, T0 + 6 * HOUR]);
+  });
+});
+
 describe('the dedupe set', () => {
   it('forgets exactly what a walk from its first id forgets, across re-used ids and a store round trip', () => {
     // The walk rememberId made on every call before it learnt to skip it: the reference.
