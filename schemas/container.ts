@@ -28,14 +28,38 @@ export interface ContainerWriterOptions {
 
 type Codec = (buf: Buffer, cb: (err: Error | null, out?: Buffer) => void) => void;
 
-/** avsc's codecs, with deflate at `level` (avsc takes the whole table). */
-function codecsAt(level: number): Record<string, Codec> {
-  if (!Number.isInteger(level) || level < 1 || level > 9)
-    fail('BAD_CONFIG', `deflate level ${level} must be a whole number from 1 to 9`);
-  return {
-    null: (buf, cb) => cb(null, buf),
-    deflate: (buf, cb) => zlib.deflateRaw(buf, { level }, cb),
+/**
+ * A block codec that runs on the calling thread. avsc's own hand each block to zlib's thread pool,
+ * which on this machine cost about twice the CPU of the work itself: 140–210 µs against 72 µs to
+ * inflate a 47 KB block, 213–225 against 107 µs to deflate one at level 1 (a hop to the pool and
+ * back per 16 KB of output, and the stream around it). Replay inflates its input twice and deflates
+ * its decisions: 1.8 s of the pool's CPU on a million events, 0.2 s on the calling threads instead.
+ */
+const here =
+  (f: (buf: Buffer) => Buffer): Codec =>
+  (buf, cb) => {
+    let out: Buffer;
+    try {
+      out = f(buf);
+    } catch (e) {
+      cb(e as Error);
+      return;
+    }
+    cb(null, out);
   };
+
+const nullCodec: Codec = (buf, cb) => cb(null, buf);
+const READ_CODECS: Record<string, Codec> = {
+  null: nullCodec,
+  deflate: here((buf) => zlib.inflateRawSync(buf)),
+};
+
+/** avsc's codecs (it takes the whole table), deflate at `level` (undefined: zlib's default). */
+function writeCodecs(level: number | undefined): Record<string, Codec> {
+  if (level !== undefined && (!Number.isInteger(level) || level < 1 || level > 9))
+    fail('BAD_CONFIG', `deflate level ${level} must be a whole number from 1 to 9`);
+  const options = level === undefined ? {} : { level };
+  return { null: nullCodec, deflate: here((buf) => zlib.deflateRawSync(buf, options)) };
 }
 
 export function createContainerWriter<T>(
@@ -49,7 +73,7 @@ export function createContainerWriter<T>(
     // no Avro reader (ours included) takes for a container file. An empty stream is a valid file.
     writeHeader: 'always',
     ...(opts.syncMarker ? { syncMarker: opts.syncMarker } : {}),
-    ...(opts.deflateLevel !== undefined ? { codecs: codecsAt(opts.deflateLevel) } : {}),
+    codecs: writeCodecs(opts.deflateLevel),
   } as ConstructorParameters<typeof avro.streams.BlockEncoder>[1]);
   const out = createWriteStream(path);
   encoder.pipe(out);
@@ -90,7 +114,10 @@ export async function* readContainer<T>(path: string, reader?: AvroType): AsyncG
  * over it cost a promise and a result object per record and level). Same checks and errors.
  */
 export async function* readContainerChunks<T>(path: string, reader?: AvroType): AsyncGenerator<T[]> {
-  const decoder = new avro.streams.BlockDecoder(reader ? { readerSchema: reader } : {});
+  const decoder = new avro.streams.BlockDecoder({
+    ...(reader ? { readerSchema: reader } : {}),
+    codecs: READ_CODECS,
+  } as ConstructorParameters<typeof avro.streams.BlockDecoder>[0]);
   let writerName: string | undefined;
   decoder.on('metadata', (t: AvroType) => (writerName = t.name));
   const input = createReadStream(path);
