@@ -6,7 +6,7 @@
  */
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import { Worker, type ResourceLimits } from 'node:worker_threads';
 import { Errors, FraudstreamError, isFraudstreamError, type ErrorSpec } from './errors.js';
 
 /**
@@ -14,12 +14,19 @@ import { Errors, FraudstreamError, isFraudstreamError, type ErrorSpec } from './
  * the caller is compiled (dist/: the CLI, benchmarks), or the .ts loaded through tsx when the caller
  * runs from the sources, as the tests load everything else (a worker takes no `--import` hooks).
  */
-export function startWorker(callerUrl: string, name: string, workerData: unknown): Worker {
-  if (!callerUrl.endsWith('.ts')) return new Worker(new URL(`./${name}.js`, callerUrl), { workerData });
+export function startWorker(
+  callerUrl: string,
+  name: string,
+  workerData: unknown,
+  resourceLimits?: ResourceLimits,
+): Worker {
+  const limits = resourceLimits ? { resourceLimits } : {};
+  if (!callerUrl.endsWith('.ts'))
+    return new Worker(new URL(`./${name}.js`, callerUrl), { workerData, ...limits });
   const ts = new URL(`./${name}.ts`, callerUrl).href;
   const api = pathToFileURL(createRequire(callerUrl).resolve('tsx/esm/api')).href.replace(/\.cjs$/, '.mjs');
   const boot = `import(${JSON.stringify(api)}).then(({ tsImport }) => tsImport(${JSON.stringify(ts)}, ${JSON.stringify(callerUrl)}))`;
-  return new Worker(boot, { eval: true, workerData });
+  return new Worker(boot, { eval: true, workerData, ...limits });
 }
 
 /** An error as data a thread can post. */

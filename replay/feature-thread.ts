@@ -105,8 +105,19 @@ export interface FeatureThread {
   stop(): Promise<void>;
 }
 
+/**
+ * The feature thread's young generation (V8's default is 48 MB: 16 MB semi-spaces). Batches of decoded
+ * events live just long enough to be copied by a scavenge, and new entity states and their dimension
+ * values live for good: with room for more of the first to die young, the garbage collector's threads
+ * used about a fifth less CPU on a million events, the replay ran 3–7 % faster and its peak RSS was
+ * lower, since fewer short-lived objects reached the old generation (docs/replay.md).
+ */
+export const FEATURE_THREAD_YOUNG_MB = 192;
+
 export function startFeatureThread(input: FeatureThreadInput): FeatureThread {
-  const worker = startWorker(import.meta.url, 'feature-worker', input);
+  const worker = startWorker(import.meta.url, 'feature-worker', input, {
+    maxYoungGenerationSizeMb: FEATURE_THREAD_YOUNG_MB,
+  });
   const queue: FromWorker[] = [];
   let wake: (() => void) | null = null;
   let exited = false;
