@@ -1,6 +1,7 @@
 export {
   runReplay,
   clearNamespace,
+  cleanMarker,
   INPUT_FILES,
   type ReplayOptions,
   type ReplayResult,

@@ -100,6 +100,15 @@ export async function clearNamespace(redis: Redis | Cluster, namespace: string):
   return n;
 }
 
+/**
+ * Set when a replay leaves its namespace empty, taken (deleted) when the next one starts: a namespace
+ * whose marker is there needs no walk of the keyspace to be cleared, which costs seconds on a Redis
+ * holding millions of other keys. Outside the namespace, so a cleared namespace holds no key at all.
+ * Only a successful run sets it (a failed one may have writes in flight when it clears); a run that
+ * starts without it clears as before.
+ */
+export const cleanMarker = (namespace: string) => `fraudstream-replay-clean:${namespace}`;
+
 const byLabelledAt = (a: Label, b: Label) =>
   a.labelled_at - b.labelled_at || (a.event_id < b.event_id ? -1 : a.event_id > b.event_id ? 1 : 0);
 
@@ -192,8 +201,13 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayResult> {
   for (const l of input.labels) finalLabel.set(l.event_id, l); // the last one (by labelled_at) wins
 
   mkdirSync(opts.outDir, { recursive: true });
-  const cleared = await clearNamespace(opts.redis, opts.namespace);
-  logger.info({ namespace: opts.namespace, cleared }, 'replay namespace cleared');
+  // Taken whether or not it is there: from here the namespace is this run's, until it sets it again.
+  const knownClean = (await opts.redis.del(cleanMarker(opts.namespace))) === 1;
+  const cleared = knownClean ? 0 : await clearNamespace(opts.redis, opts.namespace);
+  logger.info(
+    { namespace: opts.namespace, cleared, walked: !knownClean },
+    knownClean ? 'replay namespace clean since the last run' : 'replay namespace cleared',
+  );
 
   // The features are computed on a second thread (feature-thread.ts); this engine is never run, it
   // names the columns and the spec for the decisions and the training file.
@@ -411,5 +425,6 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayResult> {
   // cache held every entity it wrote nothing (its lease is released): no walk of the keyspace, which
   // costs seconds on a Redis holding millions of other keys (docs/replay.md).
   if (keysWritten !== 0) await clearNamespace(opts.redis, opts.namespace);
+  await opts.redis.set(cleanMarker(opts.namespace), String(Date.now()));
   return result;
 }

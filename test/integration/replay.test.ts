@@ -21,7 +21,13 @@ import { createSilentLogger } from '../../lib/logger.js';
 import { projectRoot } from '../../lib/paths.js';
 import { createModelRunner, type ModelRunner } from '../../models/index.js';
 import { createPolicy } from '../../policy/index.js';
-import { clearNamespace, runReplay, type ReplayModel, type ReplayOptions } from '../../replay/index.js';
+import {
+  cleanMarker,
+  clearNamespace,
+  runReplay,
+  type ReplayModel,
+  type ReplayOptions,
+} from '../../replay/index.js';
 import {
   createContainerWriter,
   createSchemas,
@@ -163,7 +169,7 @@ describe('replay over container files, on the real Redis', () => {
     expect(dd.filter((_, i) => !again(i)).map(key)).toEqual(dc.map(key));
   });
 
-  it('walks the keyspace once when its feature thread wrote nothing to Redis, twice when it evicted states', async () => {
+  it('walks the keyspace only where it must: not after a clean run, once at the start otherwise, again when it evicted states', async () => {
     // Counts the namespace clears it is asked for: a SCAN from cursor 0 starts one.
     const counting = new Redis(REDIS_URL, { lazyConnect: true });
     await counting.connect();
@@ -183,13 +189,34 @@ describe('replay over container files, on the real Redis', () => {
         champion,
       };
       await runReplay(whole);
-      expect(clears).toBe(1); // at the start only
+      expect(clears).toBe(1); // at the start only (a namespace never replayed into has no marker)
       expect(await keysOf(whole.namespace)).toBe(0); // and nothing is left: the lease is released
+      expect(await counting.exists(cleanMarker(whole.namespace))).toBe(1);
+      // The same namespace again: the last run left it clean, so nothing is walked at all.
+      clears = 0;
+      await runReplay(whole);
+      expect(clears).toBe(0);
       clears = 0;
       const small = { ...whole, namespace: ns(), maxCachedEntities: 300 };
       await runReplay(small);
       expect(clears).toBe(2); // the evicted states are deleted at the end
       expect(await keysOf(small.namespace)).toBe(0);
+      // Keys under a namespace without its marker (a run that failed, or an older version's): cleared.
+      await counting.set(`${small.namespace}:{a:stale}:s`, 'x');
+      await counting.del(cleanMarker(small.namespace));
+      clears = 0;
+      await runReplay(small);
+      expect(clears).toBe(2);
+      expect(await keysOf(small.namespace)).toBe(0);
+      // A run that fails once it has taken the namespace leaves no marker: the next one walks.
+      const stop = new AbortController();
+      await expect(
+        runReplay({ ...whole, signal: stop.signal, onProgress: () => stop.abort() }),
+      ).rejects.toMatchObject({ code: 'FS_ERR_INTERRUPTED' });
+      expect(await counting.exists(cleanMarker(whole.namespace))).toBe(0);
+      clears = 0;
+      await runReplay(whole);
+      expect(clears).toBe(1);
     } finally {
       counting.disconnect();
     }
