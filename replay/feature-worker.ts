@@ -102,8 +102,6 @@ let redis: Redis | Cluster | undefined;
 let features: FeatureEngine | undefined;
 try {
   redis = await connect(input.redis);
-  // Replay owns its namespace and has just cleared it: the states live in this thread (write-behind)
-  // and nothing needs reading back. The arithmetic is the scorer's (features/core.ts).
   // Dedupe records only for the ids that can repeat: the input is read once for them first.
   let repeatable: RepeatableIds | undefined;
   const src = input.source;
@@ -115,6 +113,8 @@ try {
     );
     if (bits) repeatable = repeatableFromBits(bits);
   } else repeatable = repeatableIn(src.events);
+  // Replay owns its namespace and has just cleared it: the states live in this thread (write-behind)
+  // and nothing needs reading back. The arithmetic is the scorer's (features/core.ts).
   features = createFeatureEngine({
     redis,
     prefix: input.prefix,
