@@ -14,10 +14,10 @@
  */
 import { closeSync, openSync, readSync } from 'node:fs';
 import { inflateRawSync } from 'node:zlib';
-import { fmix32 as fmix, hashString as hashId } from '../features/core.js';
+import { fmix32, hashString } from '../features/core.js';
 import type { ScoringEvent } from '../schemas/index.js';
 
-/** What the feature engine asks, and the bits a worker can be sent (bit h & mask: hash h seen twice). */
+/** What the feature engine asks (FeatureEngineOptions.repeatableEvents). */
 export interface RepeatableIds {
   has(eventId: string): boolean;
 }
@@ -31,7 +31,7 @@ export interface RepeatBits {
 export function repeatableFromBits({ bits, mask }: RepeatBits): RepeatableIds {
   return {
     has(id) {
-      const h = hashId(id) & mask;
+      const h = hashString(id) & mask;
       return (bits[h >>> 5]! & (1 << (h & 31))) !== 0;
     },
   };
@@ -399,7 +399,7 @@ export function scanRepeatableIds(paths: readonly string[], records: number): Re
       h = Math.imul(h ^ c, 0x01000193);
     }
     // Not ASCII: hash the string itself (UTF-16 code units), as has() does.
-    const m = (ascii ? fmix(h) : hashId(b.toString('utf8', a, z))) & mask;
+    const m = (ascii ? fmix32(h) : hashString(b.toString('utf8', a, z))) & mask;
     const w = m >>> 5;
     const bit = 1 << (m & 31);
     if ((once[w]! & bit) !== 0) twice[w] = twice[w]! | bit;
