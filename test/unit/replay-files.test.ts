@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { formatProgress } from '../../cli/progress.js';
+import { createProgress, formatProgress } from '../../cli/progress.js';
 import { isFraudstreamError } from '../../lib/errors.js';
 import { countContainerRecords, mergeChunksByEventTime, readEvents } from '../../replay/index.js';
 import { createSchemaCatalog, readContainer, RecordNames, type ScoringEvent } from '../../schemas/index.js';
@@ -180,9 +180,50 @@ describe('merging two streams of chunks in event time', () => {
 
 describe('progress line', () => {
   it('shows the share done, the rate and the ETA', () => {
-    expect(formatProgress(250_000, 1_000_000, 5, 10)).toBe(
+    expect(formatProgress(250_000, 1_000_000, 50_000, 10)).toBe(
       '[###.......] 25.0% 250,000/1,000,000 50,000 ev/s ETA 0:15',
     );
-    expect(formatProgress(1200, null, 2)).toBe('1,200 events 600 ev/s');
+    expect(formatProgress(1200, null, 600)).toBe('1,200 events 600 ev/s');
+    expect(formatProgress(1200, null, null)).toBe('1,200 events ? ev/s');
+    expect(formatProgress(0, 10, null, 10)).toBe('[..........] 0.0% 0/10 ? ev/s ETA ?');
+    // 59.6 s is a minute, not "0:60".
+    expect(formatProgress(404, 1000, 10, 10)).toBe('[####......] 40.4% 404/1,000 10 ev/s ETA 1:00');
+    expect(formatProgress(1000, 1000, 10, 10)).toBe('[##########] 100.0% 1,000/1,000 10 ev/s ETA 0:00');
+  });
+
+  it('takes its rate from the last seconds of progress, not from the start', () => {
+    const lines: string[] = [];
+    let now = 0;
+    const p = createProgress({ isTTY: true, write: (s: string) => lines.push(s) > 0 }, () => now);
+    // Three seconds of start-up before the first batch, then 50,000 events/s for 20 s, then 10,000.
+    now = 3000;
+    p.update(500, 2_000_000);
+    expect(lines.at(-1)).toContain('500/2,000,000 ? ev/s ETA ?');
+    let done = 500;
+    const run = (steps: number, perStep: number) => {
+      for (let i = 0; i < steps; i++) {
+        p.update((done += perStep), 2_000_000);
+        now += 100;
+      }
+    };
+    run(200, 5000);
+    expect(lines.at(-1)).toContain(' 50,000 ev/s ETA 0:20\x1b[K');
+    run(100, 1000);
+    // The window (5 s) has only the slower progress in it now.
+    expect(lines.at(-1)).toContain(' 10,000 ev/s ETA 1:30\x1b[K');
+    // At most one line per 200 ms, and the last one always.
+    expect(lines.length).toBeLessThanOrEqual(1 + 300 / 2 + 1);
+    p.update(2_000_000, 2_000_000);
+    expect(lines.at(-1)).toContain('2,000,000/2,000,000');
+    p.end();
+    expect(lines.at(-1)).toBe('\n');
+  });
+
+  it('writes nothing when its stream is not a terminal', () => {
+    const lines: string[] = [];
+    const p = createProgress({ isTTY: false, write: (s: string) => lines.push(s) > 0 }, () => 0);
+    p.update(1, 2);
+    p.end();
+    expect(lines).toEqual([]);
   });
 });
